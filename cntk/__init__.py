@@ -25,3 +25,9 @@ from .metrics import *  # noqa: E402,F401,F403
 from . import random  # noqa: E402,F401
 from .default_options import default_options, default_options_for, default_override_or  # noqa: E402,F401
 from . import layers  # noqa: E402,F401
+from . import learners  # noqa: E402,F401
+from .learners import *  # noqa: E402,F401,F403
+from . import train, logging  # noqa: E402,F401
+from .train import *  # noqa: E402,F401,F403
+from .train import Evaluator  # noqa: E402,F401
+from . import io  # noqa: E402,F401

@@ -7,6 +7,7 @@ import torch
 
 from .engine.graph import Variable, np_dtype, sanitize_shape, shape_known, torch_dtype, bump_epoch
 from . import device as _device
+from .default_options import default_override_or, get_default_override
 
 __all__ = ["Variable", "Parameter", "Constant"]
 
@@ -148,12 +149,14 @@ class _ValueHolder(Variable):
 
 
 class Parameter(_ValueHolder):
-    """A learnable tensor. ``init`` is a scalar, an array or an initializer (None: zeros)."""
+    """A learnable tensor. ``init`` is a scalar, an array or an initializer (None: zeros).
+    Without ``dtype`` it takes that of an enclosing ``default_options(dtype=...)`` scope, else
+    that of the computation it is used in; ``dtype=None`` given explicitly ignores the scope."""
 
     _uid_prefix = "Parameter"
 
-    def __init__(self, shape=None, init=None, dtype=None, device=None, name=""):
-        super().__init__(shape, init, dtype, device, name, "parameter", True)
+    def __init__(self, shape=None, init=None, dtype=default_override_or(None), device=None, name=""):
+        super().__init__(shape, init, get_default_override(Parameter, dtype=dtype), device, name, "parameter", True)
 
 
 class Constant(_ValueHolder):

@@ -1,5 +1,6 @@
 """Running a plan: load leaves, feed inputs, execute the steps, read outputs."""
 
+from . import fuse as _fuse
 from .graph import graph_epoch
 from .plan import Plan
 
@@ -28,7 +29,7 @@ class Executor:
 
     def plan(self, outputs, device):
         """The plan computing ``outputs`` on ``device``, rebuilt when the graph has changed."""
-        key = (tuple(id(o) for o in outputs), str(device))
+        key = (tuple(id(o) for o in outputs), str(device), _fuse.FUSED_RNN)
         p = self._plans.get(key)
         if p is None or p.epoch != graph_epoch():
             p = self._plans[key] = Plan(outputs, device)

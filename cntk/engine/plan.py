@@ -7,14 +7,15 @@ minibatch, whatever its batch size or sequence lengths.
 import torch
 
 from .graph import graph_epoch, shape_known
-from .fuse import fuse, FusedNode
+from . import fuse as _fuse
+from .fuse import fuse, FusedNode, match_recurrence, recurrence_node
 from .oplib.sequence import expand_init, _carry_for, remember_carry
 from .registry import BuildContext, get, ndyn
 
 # Ops whose batched form needs the whole sequence; they cannot run one time step at a time.
 _WHOLE_SEQUENCE_OPS = {"First", "Last", "SequenceReduceSum", "SequenceReduceMax", "SequenceSlice", "Where",
                        "BroadcastAs", "IsFirst", "IsLast", "SequenceGather", "SequenceScatter", "SequenceSoftmax",
-                       "UnpackSequence", "ToSequence", "ToSequenceLike"}
+                       "UnpackSequence", "ToSequence", "ToSequenceLike", "OptimizedRNNStack"}
 
 
 class FNode:
@@ -33,15 +34,19 @@ class CycleError(ValueError):
     """A cycle without a delay, or a recurrent loop that cannot be stepped through time."""
 
 
-def flatten(outputs):
-    """Inline blocks. Returns (nodes in discovery order, key of each output, {key: Variable})."""
+def flatten(outputs, fuse_rnn=False, exclude=()):
+    """Inline blocks. Returns (nodes in discovery order, key of each output, {key: Variable}).
+
+    With ``fuse_rnn``, a Recurrence block that ``fuse.match_recurrence`` accepts (and whose
+    primitive's id is not in ``exclude``) is not inlined: it becomes one fused node."""
     nodes = {}
     order = []
     var_of = {}
     scope_map = {}      # inner scope -> (outer scope, {id(placeholder): actual Variable})
     alias = {}          # placeholder key -> key of what it is bound to
     pending = []        # (placeholder key, actual Variable, outer scope) not resolved yet
-    todo = []           # (node, scope) whose inputs are not keyed yet
+    todo = []           # (node, scope, input Variables) whose inputs are not keyed yet
+    matched = {}        # id(block primitive) -> match_recurrence's result
 
     def _key(var, scope):
         p = var._owner
@@ -56,6 +61,19 @@ def flatten(outputs):
             k = ("L", id(var))
             var_of[k] = var
             return k
+        if p.block is not None and fuse_rnn and id(p) not in exclude:
+            m = matched.get(id(p), False)
+            if m is False:
+                m = matched[id(p)] = match_recurrence(p)
+            if m is not None:
+                nk = (scope, id(p))
+                n = nodes.get(nk)
+                if n is None:
+                    n = nodes[nk] = recurrence_node(p, nk, [(scope, id(o)) for o in p.outputs], m)
+                    for o, ok in zip(p.outputs, n.out_keys):
+                        var_of[ok] = o
+                    todo.append((n, scope, [m[2]] + m[3]))
+                return n.out_keys[var._index]
         if p.block is not None:
             inner = scope + (id(p),)
             if inner not in scope_map:
@@ -68,14 +86,14 @@ def flatten(outputs):
             nodes[nk] = n
             for o, ok in zip(p.outputs, n.out_keys):
                 var_of[ok] = o
-            todo.append((n, scope))
+            todo.append((n, scope, p.inputs))
         return n.out_keys[var._index]
 
     out_keys = [_key(v, ()) for v in outputs]
     while todo or pending:
         while todo:
-            n, scope = todo.pop()
-            n.in_keys = [_key(i, scope) for i in n.prim.inputs]
+            n, scope, ins = todo.pop()
+            n.in_keys = [_key(i, scope) for i in ins]
             order.append(n)
         while pending:
             k, actual, outer = pending.pop()
@@ -197,14 +215,32 @@ def check_cycles(outputs):
             _loop_order(comp, producer)
 
 
+def _flatten_fused(outputs):
+    """flatten with the fused recurrences that ``fuse.FUSED_RNN`` allows, except those that end
+    up inside an enclosing recurrent loop (a loop is stepped; they are inlined into it). Returns
+    (nodes, output keys, var_of, producer)."""
+    exclude = set()
+    while True:
+        nodes, out_keys, var_of = flatten(outputs, fuse_rnn=_fuse.FUSED_RNN, exclude=exclude)
+        producer = {k: n for n in nodes for k in n.out_keys}
+        if not any(isinstance(n, FusedNode) for n in nodes):
+            return nodes, out_keys, var_of, producer
+        looped = {id(n.prim) for comp in tarjan(nodes, producer) if _is_loop(comp, producer)
+                  for n in comp if isinstance(n, FusedNode)}
+        if not looped:
+            return nodes, out_keys, var_of, producer
+        exclude |= looped
+
+
 class Plan:
     """Compiled steps plus what is needed to load leaves and read outputs."""
 
     def __init__(self, outputs, device):
-        nodes, out_keys, var_of = flatten(outputs)
         self.epoch = graph_epoch()
         self.device = device
-        producer = {k: n for n in nodes for k in n.out_keys}
+        nodes, out_keys, var_of, producer = _flatten_fused(outputs)
+        # the recurrences run as fused kernels ('lstm', 'rnn_tanh', 'rnn_relu'), for inspection
+        self.fused_recurrences = [n for n in nodes if isinstance(n, FusedNode)]
         slot = {}
 
         def slot_of(k):

@@ -1,4 +1,6 @@
-"""The basic layers: Dense, Embedding, Dropout, Activation, Label."""
+"""The layers that are not recurrences: Dense, Embedding, Dropout, Activation, Label, the
+convolution family (Convolution(1D/2D/3D), SequentialConvolution, ConvolutionTranspose(1D/2D/3D)),
+pooling and unpooling, and the normalizations."""
 
 import numpy as np
 
@@ -11,6 +13,11 @@ from ..default_options import default_override_or, get_default_override, is_defa
 from .blocks import identity, _block, _as_tuple, _initializer_for, _INFERRED
 
 __all__ = ["Dense", "Embedding", "Dropout", "Activation", "Label"]
+
+
+def _default_dtype():
+    """The dtype a ``default_options(dtype=...)`` scope sets (None: none set)."""
+    return get_default_override(None, dtype=default_override_or(None))
 
 
 def Dense(shape, activation=default_override_or(identity), init=default_override_or(glorot_uniform()),
@@ -72,7 +79,7 @@ def Embedding(shape=None, init=default_override_or(glorot_uniform()), weights=No
         if shape is not None and _as_tuple(shape) != weights.shape[1:]:
             raise ValueError("Embedding: shape %s does not match the weights of shape %s"
                              % (_as_tuple(shape), weights.shape))
-        E = Constant(weights, name='E')
+        E = Constant(weights, dtype=_default_dtype(), name='E')
 
     def embed(x):
         return times(x, E)
@@ -123,13 +130,17 @@ def Label(name):
 # Convolution, pooling and normalization layers
 # ===========================================================================================
 
-from ..ops import (convolution as _convolution, pooling as _pooling, batch_normalization as _batch_normalization,
-                   reduce_mean as _reduce_mean, sqrt as _sqrt, softplus as _softplus,
-                   reshape as _reshape, MAX_POOLING as _MAX_POOLING, AVG_POOLING as _AVG_POOLING)
+from ..ops import (convolution as _convolution, convolution_transpose as _convolution_transpose,
+                   pooling as _pooling, unpooling as _unpooling, batch_normalization as _batch_normalization,
+                   reduce_mean as _reduce_mean, sqrt as _sqrt, softplus as _softplus, slice as _slice,
+                   reshape as _reshape, MAX_POOLING as _MAX_POOLING, AVG_POOLING as _AVG_POOLING,
+                   MAX_UNPOOLING as _MAX_UNPOOLING)
 from ..ops.functions import _as_variable as _as_var
 
-__all__ += ["Convolution", "Convolution1D", "Convolution2D", "Convolution3D", "MaxPooling", "AveragePooling",
-            "GlobalMaxPooling", "GlobalAveragePooling", "BatchNormalization", "LayerNormalization", "Stabilizer"]
+__all__ += ["Convolution", "Convolution1D", "Convolution2D", "Convolution3D", "SequentialConvolution",
+            "ConvolutionTranspose", "ConvolutionTranspose1D", "ConvolutionTranspose2D", "ConvolutionTranspose3D",
+            "MaxPooling", "AveragePooling", "GlobalMaxPooling", "GlobalAveragePooling", "MaxUnpooling",
+            "BatchNormalization", "LayerNormalization", "Stabilizer"]
 
 
 def _pad_to_shape(layer, filter_shape, param, what):
@@ -145,6 +156,36 @@ def _pad_to_shape(layer, filter_shape, param, what):
     return (param,) * len(filter_shape)
 
 
+def _check_sharing(layer, sharing):
+    if not all(sharing):
+        raise ValueError("%s: sharing=%r: a separate kernel per position (sharing=False) is not supported"
+                         % (layer, sharing))
+
+
+def _num_filters(layer, num_filters):
+    """num_filters as a shape: () (None or ()) for scalar output items, else a 1-tuple."""
+    num_filters = _as_tuple(num_filters)
+    if len(num_filters) > 1:
+        raise ValueError("%s: num_filters must be a single number; got %r" % (layer, num_filters))
+    if num_filters and num_filters[0] < 1:
+        raise ValueError("%s: num_filters must be positive; got %r" % (layer, num_filters[0]))
+    return num_filters
+
+
+def _kernel_init(layer, init, kernel_layout, filter_shape, rank_params):
+    """W's initial value: an initializer gets the kernel's ranks; an array with the kernel's
+    values (e.g. num_filters + filter_shape) is reshaped to ``kernel_layout``, whose one -1
+    (the inferred input-channel axis) takes what its size leaves."""
+    if isinstance(init, (np.ndarray, list)):
+        a = np.asarray(init)
+        known = int(np.prod([d for d in kernel_layout if d >= 0]))
+        if a.shape[a.ndim - len(filter_shape):] != filter_shape or a.size % known:
+            raise ValueError("%s: the initial value of W has shape %s; it must end in the filter shape %s and hold "
+                             "a whole number of kernels of shape %s" % (layer, a.shape, filter_shape, kernel_layout))
+        return a.reshape(kernel_layout)
+    return _initializer_for(init, rank_params)
+
+
 class _RankCheckedLayer(Function):
     """A layer Function that checks the rank of the input it is applied to."""
 
@@ -154,10 +195,78 @@ class _RankCheckedLayer(Function):
             shape = v.shape
             if shape is not None and all(d >= 0 for d in shape) and not v.is_placeholder \
                     and len(shape) != self._expected_rank:
-                layer = self.op_name + ("('%s')" % self.name if self.name else "")
+                layer = self._layer_name + ("('%s')" % self.name if self.name else "")
                 raise ValueError("%s: the input must have rank %d (%s); got shape %s of rank %d"
                                  % (layer, self._expected_rank, self._rank_meaning, tuple(shape), len(shape)))
         return Function.__call__(self, *args, **kwargs)
+
+
+def _rank_checked(f, layer, reduction_rank, spatial_rank):
+    f = _RankCheckedLayer(f.outputs)
+    f._layer_name = layer
+    f._expected_rank = reduction_rank + spatial_rank
+    f._rank_meaning = ("channel axis + " if reduction_rank else "") + "%d spatial axes" % spatial_rank
+    return f
+
+
+def _convolution_layer(filter_shape, num_filters, sequential, activation, init, pad, strides, sharing, bias,
+                       init_bias, reduction_rank, transpose_weight, dilation, groups, max_temp_mem_size_in_samples,
+                       op_name, name):
+    """The layer behind Convolution(1D/2D/3D) and SequentialConvolution, with resolved defaults."""
+    filter_shape = _as_tuple(filter_shape)
+    if not filter_shape:
+        raise ValueError("%s: filter_shape must not be empty" % op_name)
+    if reduction_rank not in (0, 1):
+        raise ValueError("%s: reduction_rank must be 0 or 1; got %r" % (op_name, reduction_rank))
+    groups = int(groups)
+    if groups < 1:
+        raise ValueError("%s: groups must be a positive integer; got %r" % (op_name, groups))
+    if groups > 1 and reduction_rank == 0:
+        raise ValueError("%s: groups > 1 requires an input channel axis (reduction_rank=1)" % op_name)
+    num_filters = _num_filters(op_name, num_filters)
+    if groups > 1 and num_filters and num_filters[0] % groups:
+        raise ValueError("%s: num_filters (%r) must be divisible by groups (%d)" % (op_name, num_filters[0], groups))
+    pad = _pad_to_shape(op_name, filter_shape, pad, 'pad')
+    strides = _pad_to_shape(op_name, filter_shape, strides, 'strides')
+    sharing = _pad_to_shape(op_name, filter_shape, sharing, 'sharing')
+    dilation = _pad_to_shape(op_name, filter_shape, dilation, 'dilation')
+    _check_sharing(op_name, sharing)
+
+    emulating_output_depth = num_filters == ()
+    out_channels = num_filters if not emulating_output_depth else (1,)
+    filter_rank = len(filter_shape)
+    kernel_layout = out_channels + _INFERRED + filter_shape   # (O, C_in/groups, *filter_shape)
+
+    W_init = _kernel_init(op_name, init, kernel_layout, filter_shape, dict(filter_rank=filter_rank, output_rank=-1))
+    W = Parameter(getattr(W_init, 'shape', kernel_layout), init=W_init, name='W')
+    # a sequential filter's first axis runs along time, which the output items do not have
+    b = Parameter(out_channels + (1,) * (filter_rank - bool(sequential)), init=init_bias, name='b') if bias else None
+
+    # per-axis options for (C, *spatial): the channel axis is never padded nor strided
+    conv_strides = (1,) + strides
+    conv_pad = (False,) + pad
+    conv_sharing = (True,) + sharing
+    conv_dilation = (1,) + dilation
+    flipped = list(range(2, 2 + filter_rank))
+
+    def convolve(x):
+        if reduction_rank == 0:
+            x = _reshape(x, (1,), begin_axis=0, end_axis=0)   # an emulated channel axis
+        # transpose_weight: a true convolution, i.e. correlation with the kernel reversed along its filter axes
+        kernel = _slice(W, flipped, [0] * filter_rank, [0] * filter_rank, [-1] * filter_rank) \
+            if transpose_weight else W
+        r = _convolution(kernel, x, strides=conv_strides, sharing=conv_sharing, auto_padding=conv_pad,
+                         sequential=sequential, dilation=conv_dilation, reduction_rank=1, groups=groups,
+                         max_temp_mem_size_in_samples=max_temp_mem_size_in_samples)
+        if b is not None:
+            r = r + b
+        if emulating_output_depth:
+            r = _reshape(r, (), begin_axis=0, end_axis=1)     # drop the emulated output channel axis
+        if activation is not None:
+            r = activation(r)
+        return r
+
+    return _rank_checked(_block(op_name, name, convolve), op_name, reduction_rank, filter_rank - bool(sequential))
 
 
 def Convolution(filter_shape, num_filters=None, sequential=False, activation=default_override_or(identity),
@@ -170,56 +279,143 @@ def Convolution(filter_shape, num_filters=None, sequential=False, activation=def
     (num_filters, C/groups, *filter_shape); b is (num_filters, 1, ...). ``pad``, ``strides``,
     ``sharing`` and ``dilation`` apply to the spatial axes; the channel axis is never padded.
     Without ``num_filters`` the output has no channel axis. With ``sequential`` the first filter
-    axis runs along the sequence axis."""
+    axis runs along the sequence axis. ``transpose_weight=True`` convolves with W (the kernel
+    reversed along its filter axes) instead of correlating. ``init`` may be an array of the
+    kernel's values (e.g. of shape num_filters + filter_shape)."""
     activation = get_default_override(Convolution, activation=activation)
     init = get_default_override(Convolution, init=init)
     pad = get_default_override(Convolution, pad=pad)
     bias = get_default_override(Convolution, bias=bias)
     init_bias = get_default_override(Convolution, init_bias=init_bias)
+    return _convolution_layer(filter_shape, num_filters, sequential, activation, init, pad, strides, sharing, bias,
+                              init_bias, reduction_rank, transpose_weight, dilation, groups,
+                              max_temp_mem_size_in_samples, op_name, name)
 
+
+def SequentialConvolution(filter_shape, num_filters=None, activation=default_override_or(identity),
+                          init=default_override_or(glorot_uniform()), pad=default_override_or(False), strides=1,
+                          sharing=True, bias=default_override_or(True), init_bias=default_override_or(0),
+                          reduction_rank=1, transpose_weight=False, dilation=1, groups=1,
+                          max_temp_mem_size_in_samples=0, op_name='SequentialConvolution', name=''):
+    """Convolution over the sequence axis and the trailing static axes of a sequence of items
+    (C, *spatial) (or (*spatial) with ``reduction_rank=0``): ``filter_shape[0]`` (and the first
+    entries of ``pad``, ``strides``, ``dilation``) run along the sequence axis. W is
+    (num_filters, C/groups, *filter_shape); b is (num_filters, 1, ...) with one 1 per static
+    axis. Every sequence gets what it would get alone: cells past its end are zeros. When the
+    lengths change (no padding along time, or a time stride > 1), the result is on a new
+    sequence axis."""
+    activation = get_default_override(SequentialConvolution, activation=activation)
+    init = get_default_override(SequentialConvolution, init=init)
+    pad = get_default_override(SequentialConvolution, pad=pad)
+    bias = get_default_override(SequentialConvolution, bias=bias)
+    init_bias = get_default_override(SequentialConvolution, init_bias=init_bias)
+    return _convolution_layer(filter_shape, num_filters, True, activation, init, pad, strides, sharing, bias,
+                              init_bias, reduction_rank, transpose_weight, dilation, groups,
+                              max_temp_mem_size_in_samples, op_name, name)
+
+
+def _filter_shape_nd(layer, nd, filter_shape):
+    """A scalar (or 1-tuple) filter shape repeated over ``nd`` axes; else exactly ``nd`` entries."""
+    filter_shape = _as_tuple(filter_shape)
+    if len(filter_shape) == 1 and nd > 1:
+        filter_shape = filter_shape * nd
+    if len(filter_shape) != nd:
+        raise ValueError("%s: filter_shape must be a scalar or a %dD tuple, e.g. 3 or %r; got %r"
+                         % (layer, nd, (3,) * nd, filter_shape))
+    return filter_shape
+
+
+def _check_nd_option(layer, nd, what, v):
+    if isinstance(v, (tuple, list)) and len(v) not in (1, nd):
+        raise ValueError("%s: %s must be a scalar or a %dD tuple; got %r" % (layer, what, nd, v))
+
+
+def _ConvolutionND(factory, nd, filter_shape, num_filters, activation, init, pad, strides, bias, init_bias,
+                   reduction_rank, dilation, groups, name):
+    # each xD layer resolves its defaults itself, so default_options_for(Convolution2D, ...) applies
+    # to it (and default_options_for(Convolution, ...) does not), as in CNTK
+    layer = factory.__name__
+    activation = get_default_override(factory, activation=activation)
+    init = get_default_override(factory, init=init)
+    pad = get_default_override(factory, pad=pad)
+    bias = get_default_override(factory, bias=bias)
+    init_bias = get_default_override(factory, init_bias=init_bias)
+    filter_shape = _filter_shape_nd(layer, nd, filter_shape)
+    for what, v in (("pad", pad), ("strides", strides), ("dilation", dilation)):
+        _check_nd_option(layer, nd, what, v)
+    return _convolution_layer(filter_shape, num_filters, False, activation, init, pad, strides, True, bias, init_bias,
+                              reduction_rank, False, dilation, groups, 0, layer, name)
+
+
+def Convolution1D(filter_shape, num_filters=None, activation=default_override_or(identity),
+                  init=default_override_or(glorot_uniform()), pad=default_override_or(False), strides=1,
+                  bias=default_override_or(True), init_bias=default_override_or(0), reduction_rank=1, dilation=1,
+                  name=''):
+    """1-D convolution over an input (C, W) (or (W,) with ``reduction_rank=0``)."""
+    return _ConvolutionND(Convolution1D, 1, filter_shape, num_filters, activation, init, pad, strides, bias,
+                          init_bias, reduction_rank, dilation, 1, name)
+
+
+def Convolution2D(filter_shape, num_filters=None, activation=default_override_or(identity),
+                  init=default_override_or(glorot_uniform()), pad=default_override_or(False), strides=1,
+                  bias=default_override_or(True), init_bias=default_override_or(0), reduction_rank=1, dilation=1,
+                  groups=1, name=''):
+    """2-D convolution over an input (C, H, W) (or (H, W) with ``reduction_rank=0``)."""
+    return _ConvolutionND(Convolution2D, 2, filter_shape, num_filters, activation, init, pad, strides, bias,
+                          init_bias, reduction_rank, dilation, groups, name)
+
+
+def Convolution3D(filter_shape, num_filters=None, activation=default_override_or(identity),
+                  init=default_override_or(glorot_uniform()), pad=default_override_or(False), strides=1,
+                  bias=default_override_or(True), init_bias=default_override_or(0), reduction_rank=1, dilation=1,
+                  groups=1, name=''):
+    """3-D convolution over an input (C, D, H, W) (or (D, H, W) with ``reduction_rank=0``)."""
+    return _ConvolutionND(Convolution3D, 3, filter_shape, num_filters, activation, init, pad, strides, bias,
+                          init_bias, reduction_rank, dilation, groups, name)
+
+
+def _convolution_transpose_layer(layer, filter_shape, num_filters, activation, init, pad, strides, sharing, bias,
+                                 init_bias, output_shape, reduction_rank, dilation, max_temp_mem_size_in_samples,
+                                 name):
+    """The layer behind ConvolutionTranspose(1D/2D/3D), with resolved defaults."""
     filter_shape = _as_tuple(filter_shape)
     if not filter_shape:
-        raise ValueError("%s: filter_shape must not be empty" % op_name)
+        raise ValueError("%s: filter_shape must not be empty" % layer)
     if reduction_rank not in (0, 1):
-        raise ValueError("%s: reduction_rank must be 0 or 1; got %r" % (op_name, reduction_rank))
-    if transpose_weight:
-        raise ValueError("%s: transpose_weight option is not supported" % op_name)
-    groups = int(groups)
-    if groups < 1:
-        raise ValueError("%s: groups must be a positive integer; got %r" % (op_name, groups))
-    if groups > 1 and reduction_rank == 0:
-        raise ValueError("%s: groups > 1 requires an input channel axis (reduction_rank=1)" % op_name)
-    if groups > 1 and num_filters is not None and _as_tuple(num_filters) and _as_tuple(num_filters)[0] % groups:
-        raise ValueError("%s: num_filters (%r) must be divisible by groups (%d)" % (op_name, num_filters, groups))
-    pad = _pad_to_shape(op_name, filter_shape, pad, 'pad')
-    strides = _pad_to_shape(op_name, filter_shape, strides, 'strides')
-    sharing = _pad_to_shape(op_name, filter_shape, sharing, 'sharing')
-    dilation = _pad_to_shape(op_name, filter_shape, dilation, 'dilation')
+        raise ValueError("%s: reduction_rank must be 0 or 1; got %r" % (layer, reduction_rank))
+    num_filters = _num_filters(layer, num_filters)
+    pad = _pad_to_shape(layer, filter_shape, pad, 'pad')
+    strides = _pad_to_shape(layer, filter_shape, strides, 'strides')
+    sharing = _pad_to_shape(layer, filter_shape, sharing, 'sharing')
+    dilation = _pad_to_shape(layer, filter_shape, dilation, 'dilation')
+    _check_sharing(layer, sharing)
 
-    num_filters = _as_tuple(num_filters)
-    if len(num_filters) > 1:
-        raise ValueError("%s: num_filters must be a single number; got %r" % (op_name, num_filters))
     emulating_output_depth = num_filters == ()
     out_channels = num_filters if not emulating_output_depth else (1,)
     filter_rank = len(filter_shape)
-    kernel_shape = _INFERRED + filter_shape      # (C_in/groups, *filter_shape); C_in emulated as 1 if rank 0
+    full_output_shape = None
+    if output_shape is not None:
+        output_shape = _as_tuple(output_shape)
+        if len(output_shape) == filter_rank + 1 and output_shape[:1] == out_channels:
+            output_shape = output_shape[1:]          # given with the output channel axis
+        if len(output_shape) != filter_rank or any(d < 1 for d in output_shape):
+            raise ValueError("%s: output_shape %r must give one positive size per filter axis (filter shape %r)"
+                             % (layer, output_shape, filter_shape))
+        full_output_shape = out_channels + output_shape
+    kernel_layout = _INFERRED + out_channels + filter_shape    # (C_in, O, *filter_shape)
 
-    W = Parameter(out_channels + kernel_shape,
-                  init=_initializer_for(init, dict(filter_rank=filter_rank, output_rank=-1)), name='W')
+    W_init = _kernel_init(layer, init, kernel_layout, filter_shape, dict(filter_rank=filter_rank, output_rank=-1))
+    W = Parameter(getattr(W_init, 'shape', kernel_layout), init=W_init, name='W')
     b = Parameter(out_channels + (1,) * filter_rank, init=init_bias, name='b') if bias else None
 
-    # per-axis options for (C, *spatial): the channel axis is never padded nor strided
-    conv_strides = (1,) + strides
-    conv_pad = (False,) + pad
-    conv_sharing = (True,) + sharing
-    conv_dilation = (1,) + dilation
-
-    def convolve(x):
+    def convolve_transposed(x):
         if reduction_rank == 0:
-            x = _reshape(x, (1,), begin_axis=0, end_axis=0)   # an emulated channel axis
-        r = _convolution(W, x, strides=conv_strides, sharing=conv_sharing, auto_padding=conv_pad,
-                         sequential=sequential, dilation=conv_dilation, reduction_rank=1, groups=groups,
-                         max_temp_mem_size_in_samples=max_temp_mem_size_in_samples)
+            x = _reshape(x, (1,), begin_axis=0, end_axis=0)   # an emulated input channel axis
+        # per-axis options for (C_in, *spatial): the channel axis is never padded nor strided
+        r = _convolution_transpose(W, x, strides=(1,) + strides, sharing=(True,) + sharing,
+                                   auto_padding=(False,) + pad, output_shape=full_output_shape,
+                                   dilation=(1,) + dilation, reduction_rank=1,
+                                   max_temp_mem_size_in_samples=max_temp_mem_size_in_samples)
         if b is not None:
             r = r + b
         if emulating_output_depth:
@@ -228,56 +424,73 @@ def Convolution(filter_shape, num_filters=None, sequential=False, activation=def
             r = activation(r)
         return r
 
-    f = _block(op_name, name, convolve)
-    f = _RankCheckedLayer(f.outputs)
-    f._expected_rank = reduction_rank + filter_rank - (1 if sequential else 0)
-    f._rank_meaning = ("channel axis + " if reduction_rank else "") + "%d spatial axes" % (
-        filter_rank - (1 if sequential else 0))
-    return f
+    return _rank_checked(_block('ConvolutionTranspose', name, convolve_transposed), layer, reduction_rank, filter_rank)
 
 
-def _ConvolutionND(nd, filter_shape, num_filters, activation, init, pad, strides, bias, init_bias,
-                   reduction_rank, dilation, groups, name, **kw):
-    layer = 'Convolution%dD' % nd
-    filter_shape = _as_tuple(filter_shape)
-    if len(filter_shape) == 1 and nd > 1:
-        filter_shape = filter_shape * nd
-    if len(filter_shape) != nd:
-        raise ValueError("%s: filter_shape must be a scalar or a %dD tuple, e.g. 3 or %r; got %r"
-                         % (layer, nd, (3,) * nd, filter_shape))
+def ConvolutionTranspose(filter_shape, num_filters, activation=default_override_or(identity),
+                         init=default_override_or(glorot_uniform()), pad=default_override_or(False), strides=1,
+                         sharing=True, bias=default_override_or(True), init_bias=default_override_or(0),
+                         output_shape=default_override_or(None), reduction_rank=1, dilation=1,
+                         max_temp_mem_size_in_samples=0, name=''):
+    """Transposed convolution ("deconvolution") ``activation(conv_transpose(W, x) + b)`` of an
+    input (C, *spatial) (or (*spatial) with ``reduction_rank=0``): each input cell spreads
+    ``W[c]`` (num_filters, *filter_shape) into the output, which is (num_filters, *spatial_out)
+    (no channel axis for ``num_filters=()``/None). W is (C, num_filters, *filter_shape) with C
+    inferred; b is (num_filters, 1, ...). Without padding a spatial size n becomes
+    (n-1)*stride + (k-1)*dilation + 1; with ``pad`` it becomes (n-1)*stride + 1 unless
+    ``output_shape`` (the spatial sizes) says otherwise."""
+    activation = get_default_override(ConvolutionTranspose, activation=activation)
+    init = get_default_override(ConvolutionTranspose, init=init)
+    pad = get_default_override(ConvolutionTranspose, pad=pad)
+    bias = get_default_override(ConvolutionTranspose, bias=bias)
+    init_bias = get_default_override(ConvolutionTranspose, init_bias=init_bias)
+    output_shape = get_default_override(ConvolutionTranspose, output_shape=output_shape)
+    return _convolution_transpose_layer('ConvolutionTranspose', filter_shape, num_filters, activation, init, pad,
+                                        strides, sharing, bias, init_bias, output_shape, reduction_rank, dilation,
+                                        max_temp_mem_size_in_samples, name)
+
+
+def _ConvolutionTransposeND(factory, nd, filter_shape, num_filters, activation, init, pad, strides, bias, init_bias,
+                            output_shape, reduction_rank, dilation, name):
+    layer = factory.__name__
+    activation = get_default_override(factory, activation=activation)
+    init = get_default_override(factory, init=init)
+    pad = get_default_override(factory, pad=pad)
+    bias = get_default_override(factory, bias=bias)
+    init_bias = get_default_override(factory, init_bias=init_bias)
+    output_shape = get_default_override(factory, output_shape=output_shape)
+    filter_shape = _filter_shape_nd(layer, nd, filter_shape)
     for what, v in (("pad", pad), ("strides", strides), ("dilation", dilation)):
-        if isinstance(v, (tuple, list)) and len(v) not in (1, nd):
-            raise ValueError("%s: %s must be a scalar or a %dD tuple; got %r" % (layer, what, nd, v))
-    return Convolution(filter_shape, num_filters=num_filters, activation=activation, init=init, pad=pad,
-                       strides=strides, bias=bias, init_bias=init_bias, reduction_rank=reduction_rank,
-                       dilation=dilation, groups=groups, op_name=layer, name=name, **kw)
+        _check_nd_option(layer, nd, what, v)
+    return _convolution_transpose_layer(layer, filter_shape, num_filters, activation, init, pad, strides, True, bias,
+                                        init_bias, output_shape, reduction_rank, dilation, 0, name)
 
 
-def Convolution1D(filter_shape, num_filters=None, activation=default_override_or(identity),
-                  init=default_override_or(glorot_uniform()), pad=default_override_or(False), strides=1,
-                  bias=default_override_or(True), init_bias=default_override_or(0), reduction_rank=1, dilation=1,
-                  groups=1, name=''):
-    """1-D convolution over an input (C, W) (or (W,) with ``reduction_rank=0``)."""
-    return _ConvolutionND(1, filter_shape, num_filters, activation, init, pad, strides, bias, init_bias,
-                          reduction_rank, dilation, groups, name)
+def ConvolutionTranspose1D(filter_shape, num_filters, activation=default_override_or(identity),
+                           init=default_override_or(glorot_uniform()), pad=default_override_or(False), strides=1,
+                           bias=default_override_or(True), init_bias=default_override_or(0),
+                           output_shape=default_override_or(None), reduction_rank=1, dilation=1, name=''):
+    """1-D transposed convolution of an input (C, W) (or (W,) with ``reduction_rank=0``)."""
+    return _ConvolutionTransposeND(ConvolutionTranspose1D, 1, filter_shape, num_filters, activation, init, pad,
+                                   strides, bias, init_bias, output_shape, reduction_rank, dilation, name)
 
 
-def Convolution2D(filter_shape, num_filters=None, activation=default_override_or(identity),
-                  init=default_override_or(glorot_uniform()), pad=default_override_or(False), strides=1,
-                  bias=default_override_or(True), init_bias=default_override_or(0), reduction_rank=1, dilation=1,
-                  groups=1, name=''):
-    """2-D convolution over an input (C, H, W) (or (H, W) with ``reduction_rank=0``)."""
-    return _ConvolutionND(2, filter_shape, num_filters, activation, init, pad, strides, bias, init_bias,
-                          reduction_rank, dilation, groups, name)
+def ConvolutionTranspose2D(filter_shape, num_filters, activation=default_override_or(identity),
+                           init=default_override_or(glorot_uniform()), pad=default_override_or(False), strides=1,
+                           bias=default_override_or(True), init_bias=default_override_or(0),
+                           output_shape=default_override_or(None), reduction_rank=1, dilation=1, name=''):
+    """2-D transposed convolution of an input (C, H, W) (or (H, W) with ``reduction_rank=0``)."""
+    return _ConvolutionTransposeND(ConvolutionTranspose2D, 2, filter_shape, num_filters, activation, init, pad,
+                                   strides, bias, init_bias, output_shape, reduction_rank, dilation, name)
 
 
-def Convolution3D(filter_shape, num_filters=None, activation=default_override_or(identity),
-                  init=default_override_or(glorot_uniform()), pad=default_override_or(False), strides=1,
-                  bias=default_override_or(True), init_bias=default_override_or(0), reduction_rank=1, dilation=1,
-                  groups=1, name=''):
-    """3-D convolution over an input (C, D, H, W) (or (D, H, W) with ``reduction_rank=0``)."""
-    return _ConvolutionND(3, filter_shape, num_filters, activation, init, pad, strides, bias, init_bias,
-                          reduction_rank, dilation, groups, name)
+def ConvolutionTranspose3D(filter_shape, num_filters, activation=default_override_or(identity),
+                           init=default_override_or(glorot_uniform()), pad=default_override_or(False), strides=1,
+                           bias=default_override_or(True), init_bias=default_override_or(0),
+                           output_shape=default_override_or(None), reduction_rank=1, dilation=1, name=''):
+    """3-D transposed convolution of an input (C, D, H, W) (or (D, H, W) with ``reduction_rank=0``)."""
+    return _ConvolutionTransposeND(ConvolutionTranspose3D, 3, filter_shape, num_filters, activation, init, pad,
+                                   strides, bias, init_bias, output_shape, reduction_rank, dilation, name)
 
 
 def _Pooling(pooling_type, filter_shape, strides, pad, op_name, name):
@@ -315,6 +528,22 @@ def GlobalAveragePooling(name=''):
     return _Pooling(_AVG_POOLING, None, 1, False, 'GlobalAveragePooling', name)
 
 
+def MaxUnpooling(filter_shape, strides=1, pad=default_override_or(False), name=''):
+    """Max unpooling, applied as ``f(x, pooling_input)``: each value of ``x`` (the max pooling of
+    ``pooling_input`` with these options) goes where its window's maximum of ``pooling_input``
+    is; zeros elsewhere. The result has the shape of ``pooling_input``."""
+    pad = get_default_override(MaxUnpooling, pad=pad)
+    window = _as_tuple(filter_shape)
+    if not window:
+        raise ValueError("MaxUnpooling: filter_shape must not be empty")
+    strides = _pad_to_shape('MaxUnpooling', window, strides, 'strides')
+    pad = _pad_to_shape('MaxUnpooling', window, pad, 'pad')
+
+    def maxunpool(x, y):
+        return _unpooling(x, y, _MAX_UNPOOLING, window, strides=strides, auto_padding=pad)
+    return _block('MaxUnpooling', name, maxunpool, arg_names=('x', 'y'))
+
+
 def BatchNormalization(map_rank=default_override_or(None), init_scale=1,
                        normalization_time_constant=default_override_or(5000), blend_time_constant=0,
                        epsilon=default_override_or(0.00001), use_cntk_engine=default_override_or(False),
@@ -331,12 +560,14 @@ def BatchNormalization(map_rank=default_override_or(None), init_scale=1,
     if map_rank is not None and map_rank != 1:
         raise ValueError("BatchNormalization: map_rank can only be 1 or None for now; got %r" % (map_rank,))
 
+    # one entry per channel (map_rank=1) or per element of the item, flattened (CNTK infers a rank-1 shape)
     norm_shape = _INFERRED
-    scale = Parameter(norm_shape, init=init_scale, name='scale')
-    bias = Parameter(norm_shape, init=0, name='bias')
-    run_mean = Constant(0, shape=norm_shape, name='aggregate_mean')
-    run_variance = Constant(0, shape=norm_shape, name='aggregate_variance')
-    run_count = Constant(0, shape=(), name='aggregate_count')
+    dtype = _default_dtype()
+    scale = Parameter(norm_shape, init=init_scale, dtype=dtype, name='scale')
+    bias = Parameter(norm_shape, init=0, dtype=dtype, name='bias')
+    run_mean = Constant(0, shape=norm_shape, dtype=dtype, name='aggregate_mean')
+    run_variance = Constant(0, shape=norm_shape, dtype=dtype, name='aggregate_variance')
+    run_count = Constant(0, shape=(), dtype=dtype, name='aggregate_count')
 
     def batch_normalize(x):
         return _batch_normalization(x, scale, bias, run_mean, run_variance, spatial=map_rank == 1,

@@ -5,45 +5,37 @@
 import numpy as np
 
 from ..axis import Axis
+from ..ops.functions import _type_signature
 
 __all__ = ["Tensor", "SparseTensor", "ParameterTensor", "Sequence", "SequenceOver", "Signature",
-           "SequenceOverMeta", "tensor", "sparse_tensor"]
+           "SequenceOverMeta", "tensor"]
 
 
 class _Type:
     """A variable type record: shape, dtype, is_sparse, dynamic_axes, needs_gradient (the fields
     ``Function.update_signature`` reads)."""
 
-    def __init__(self, shape=None, dtype=None, is_sparse=False, dynamic_axes=None, needs_gradient=False,
-                 kind="Tensor"):
+    def __init__(self, shape=None, dtype=None, is_sparse=False, dynamic_axes=None, needs_gradient=False):
         self.shape = shape
         self.dtype = dtype
         self.is_sparse = is_sparse
         self.dynamic_axes = dynamic_axes
         self.needs_gradient = needs_gradient
-        self._kind = kind
 
     def _with(self, **kw):
         d = dict(shape=self.shape, dtype=self.dtype, is_sparse=self.is_sparse, dynamic_axes=self.dynamic_axes,
-                 needs_gradient=self.needs_gradient, kind=self._kind)
+                 needs_gradient=self.needs_gradient)
         d.update(kw)
         return _Type(**d)
 
     def __str__(self):
-        inner = "" if self.shape is None else ",".join(str(d) for d in self.shape)
-        if self.dtype is not None and np.dtype(self.dtype) != np.float32:
-            inner = np.dtype(self.dtype).name + ("," + inner if inner else "")
-        s = "%s[%s]" % (self._kind, inner)
-        axes = list(self.dynamic_axes or [])
-        seq = [a for a in axes if a != Axis.default_batch_axis()]
-        if seq:
-            if seq[0] == Axis.default_dynamic_axis():
-                s = "Sequence[%s]" % s
-            else:
-                s = "SequenceOver[%s][%s]" % (seq[0].name, s)
-        return s
+        # as CNTK prints types (and function signatures): without the dtype
+        return _type_signature(self)
 
     __repr__ = __str__
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError("abstract type %s cannot be instantiated; use 'input(**%s)' instead" % (self, self))
 
 
 def _parse(kind, key, is_sparse, dynamic_axes, needs_gradient):
@@ -58,7 +50,7 @@ def _parse(kind, key, is_sparse, dynamic_axes, needs_gradient):
         if not isinstance(d, (int, np.integer)) or isinstance(d, bool):
             raise TypeError("%s[...]: dimensions must be integers; got %r" % (kind, d))
         shape.append(int(d))
-    return _Type(tuple(shape), dtype, is_sparse, dynamic_axes, needs_gradient, kind)
+    return _Type(tuple(shape), dtype, is_sparse, dynamic_axes, needs_gradient)
 
 
 def _is_dtype(x):
@@ -87,8 +79,7 @@ class _TensorFactory:
 Tensor = _TensorFactory("Tensor", False, lambda: [Axis.default_batch_axis()])
 SparseTensor = _TensorFactory("SparseTensor", True, lambda: [Axis.default_batch_axis()])
 ParameterTensor = _TensorFactory("ParameterTensor", False, lambda: [])
-tensor = Tensor[()].__class__  # the record class, for isinstance checks
-sparse_tensor = tensor
+tensor = Tensor[-2]   # a data tensor whose shape is not specified (CNTK's unknown-shape sentinel)
 
 
 class SequenceOverMeta:

@@ -614,3 +614,4 @@ from .sampling import *  # noqa: E402,F401,F403
 from .convolution import *  # noqa: E402,F401,F403
 from .normalization import *  # noqa: E402,F401,F403
 from .ctc import *  # noqa: E402,F401,F403
+from .rnn import *  # noqa: E402,F401,F403

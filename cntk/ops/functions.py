@@ -8,7 +8,8 @@ import torch
 from ..engine import feed as _feed
 from ..engine.clone import clone_graph, replace_placeholders as _replace_placeholders
 from ..engine.execute import Executor
-from ..engine.graph import graph_epoch, Variable, walk, leaves, _Operators
+from ..axis import Axis
+from ..engine.graph import graph_epoch, Variable, walk, leaves, _Operators, INFERRED, FREE
 from ..engine.layout import SeqLayout
 from .. import device as _device
 
@@ -296,10 +297,33 @@ class Function(_Operators):
         """The unbound placeholders of the graph."""
         return [v for v in self._leaves() if v.is_placeholder]
 
+    def __str__(self):
+        """CNTK's signature line: ``[name: ]OpName(arg: Type, ...) -> Type``, e.g.
+        ``Dense(x: Sequence[Tensor[150]]) -> Sequence[Tensor[300]]``. OpName is the root's op
+        name when the root is applied to the graph's leaves, else 'Composite'; several outputs
+        give ``Tuple[...]``."""
+        if self._prim is not None:
+            op_name = self.op_name
+        else:
+            root_inputs = self.root_function.inputs if self._root is not None else self._outputs
+            same = all(a is b for a, b in zip(_preorder_leaves(root_inputs), root_inputs))
+            op_name = self.op_name if same else "Composite"
+
+        def spec(v, is_output=False):
+            # output names are left out: they would repeat the function's name
+            return ("%s: " % v.name if v.name and not is_output else "") + _type_signature(v)
+        outs = self._outputs
+        out = "Tuple[%s]" % ", ".join(spec(o, True) for o in outs) if len(outs) > 1 else spec(outs[0], True)
+        name = self.name
+        return "%s%s(%s) -> %s" % (name + ": " if name else "", op_name,
+                                   ", ".join(spec(a) for a in self.arguments), out)
+
     def __repr__(self):
-        args = ", ".join("%s: %s" % (a.name or a.uid, a._type_str()) for a in self.arguments)
-        outs = ", ".join(o._type_str() for o in self._outputs)
-        return "Composite(%s): (%s) -> %s" % (self.op_name, args, outs)
+        """CNTK's description of the graph, e.g.
+        ``Composite(Dense): Input('x', [#], [784]) -> Output('Block7_Output_0', [#], [10])``."""
+        head = "Composite(%s): " % self.op_name if self._prim is None else "%s: " % self.op_name
+        return head + ", ".join(_variable_string(a) for a in self.arguments) + " -> " + \
+            ", ".join(_variable_string(o) for o in self._outputs)
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -383,12 +407,14 @@ class Function(_Operators):
                     from . import constant
                     v = constant(v)
                 subs[k] = _as_variable(v)
+                _check_argument_type(k, subs[k])
             try:
                 return Function(clone_graph(self._outputs, "share", subs))
             except (ValueError, TypeError) as e:
                 if self.is_block and e.args and isinstance(e.args[0], str):
                     # name the layer whose input does not fit
-                    layer = self.op_name + ("('%s')" % self.name if self.name else "")
+                    layer = (self.__dict__.get("_layer_name") or self.op_name) + \
+                        ("('%s')" % self.name if self.name else "")
                     e.args = ("%s applied to %s: %s" % (layer, ", ".join(_as_variable(v)._describe()
                                                                           for v in subs.values()), e.args[0]),) \
                         + e.args[1:]
@@ -457,6 +483,8 @@ class Function(_Operators):
                 raise TypeError("update_signature: argument %s is not a placeholder" % a._describe())
             if t is None:
                 continue
+            if t is float or t in (np.float32, np.float64):   # a scalar of that type (float: float32)
+                t = Variable._Type(shape=(), dtype=np.float32 if t is float else t)
             if isinstance(t, (int, np.integer, tuple, list)):
                 v = input_variable(tuple(t) if isinstance(t, (tuple, list)) else int(t), name=a.name)
             elif isinstance(t, Variable):
@@ -698,6 +726,26 @@ class Function(_Operators):
             return g, (ov[extra[0]] if len(ov) == 1 else ov)
         return g
 
+    # -- declarative training (cntk.train) -----------------------------------------------------
+    def train(self, minibatch_source, minibatch_size=32, streams=None, model_inputs_to_streams=None,
+              parameter_learners=[], callbacks=[], progress_frequency=None, max_epochs=None, epoch_size=None,
+              max_samples=None):
+        """Train the parameters of this criterion function (loss, or loss and metric) on
+        ``minibatch_source`` (a reader, with ``streams`` in argument order, or a tuple of arrays)
+        with ``parameter_learners``; ``callbacks`` are progress writers and at most one each of
+        CheckpointConfig, CrossValidationConfig and TestConfig. Returns a Record with the
+        ``updates`` and ``epoch_summaries`` (loss, metric, samples) and, with a TestConfig,
+        ``test_summary``."""
+        from ..train.declarative import train
+        return train(self, minibatch_source, minibatch_size, streams, model_inputs_to_streams, parameter_learners,
+                     callbacks, progress_frequency, max_epochs, epoch_size, max_samples)
+
+    def test(self, minibatch_source, minibatch_size=32, streams=None, model_inputs_to_streams=None, callbacks=None):
+        """The average metric (the loss, for a single output) of this criterion function over all
+        of ``minibatch_source``: a Record with ``metric`` and ``samples``."""
+        from ..train.declarative import test
+        return test(self, minibatch_source, minibatch_size, streams, model_inputs_to_streams, callbacks)
+
     # -- persistence --------------------------------------------------------------------------
     def save(self, filename, format=ModelFormat.CNTKv2, use_external_files_to_store_parameters=False):
         """Save the model (graph and parameter values) to ``filename``."""
@@ -739,6 +787,98 @@ from .userfunction import (UserFunction, user_function, register_udf_deserialize
 Function.register_udf_deserialize_callback = staticmethod(register_udf_deserialize_callback)
 
 
+def _check_argument_type(param, value):
+    """A typed argument (an input, e.g. from ``x: Tensor[13]``) only takes Variables of its shape."""
+    if param.is_input and value._shape is not None and param._shape is not None \
+            and all(d >= 0 for d in value._shape) and all(d >= 0 for d in param._shape) \
+            and tuple(value._shape) != tuple(param._shape):
+        raise TypeError("argument %s's type %s is incompatible with the type %s of the passed Variable"
+                        % (param.name or param.uid, _type_signature(param), _type_signature(value)))
+
+
+def _variable_rshift(x, other):
+    """``x >> f`` for a Variable ``x``: ``f(x)``, with the tuple rules of ``Function >> f``."""
+    return Function([x]) >> other
+
+
+# (the engine's Variable knows nothing of Function, so the operator is attached here)
+Variable.__rshift__ = _variable_rshift
+
+
+# -- printing ----------------------------------------------------------------------------------
+
+def _preorder_leaves(root_inputs):
+    """The leaves of the graph under a root with inputs ``root_inputs``, in the order CNTK lists
+    a composite's inputs: each function's own leaf operands first, then those of the functions
+    feeding it (pre-order, each once; a block counts as one function)."""
+    out, seen, visited = [], set(), set()
+    stack = [list(root_inputs)]
+    while stack:
+        ins = stack.pop()
+        for v in ins:
+            if v._owner is None and id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+        children = []
+        for v in ins:
+            p = v._owner
+            if p is not None and id(p) not in visited:
+                visited.add(id(p))
+                children.append(Function(p.outputs, _prim=p).inputs)
+        stack.extend(reversed(children))
+    return out
+
+
+def _type_signature(t):
+    """The type of a Variable (or of a type record with shape, is_sparse and dynamic_axes) as
+    CNTK prints it, in ``cntk.layers.typing`` syntax: ``Tensor[3,4]``, ``SparseTensor[9000]``,
+    ``ParameterTensor[3]`` (no dynamic axes), ``float`` (a scalar), ``tensor`` (shape not known
+    yet), wrapped in ``Sequence[...]`` or ``SequenceOver[axis][...]`` for a sequence axis (an
+    unbound placeholder's unknown axes print as ``Sequence``). The dtype is not shown."""
+    if isinstance(t, Variable):
+        shape, axes = t._shape, t._dynamic_axes
+    else:
+        shape, axes = t.shape, t.dynamic_axes
+    axes = None if axes is None else list(axes)
+    if shape is None or tuple(shape) == (-2,):     # (-2,): CNTK's unknown shape (typing.tensor)
+        s = "tensor"
+    elif tuple(shape) == ():
+        s = "float"
+    else:
+        s = "Tensor[%s]" % ",".join(str(d) for d in shape)
+        if t.is_sparse:
+            s = "Sparse" + s
+        elif axes == []:
+            s = "Parameter" + s
+    if axes is None:
+        return "Sequence[%s]" % s
+    for a in reversed(axes):
+        if a == Axis.default_batch_axis():
+            continue
+        s = ("Sequence[%s]" if a == Axis.default_dynamic_axis() else "SequenceOver[%s][%%s]" % a.name) % s
+    return s
+
+
+_KIND_NAMES = {"input": "Input", "output": "Output", "parameter": "Parameter", "constant": "Constant",
+               "placeholder": "Placeholder"}
+
+
+def _variable_string(v):
+    """CNTK's description of a variable: ``Input('x', [#, *], [3 x 4])`` (kind, name or uid,
+    dynamic axes with # for the batch axis and * for the default sequence axis, shape in Python
+    order with ? for inferred and * for free dimensions)."""
+    if v._dynamic_axes is None:
+        axes = "[???]"
+    else:
+        axes = "[%s]" % ", ".join("#" if a == Axis.default_batch_axis() else "*" if a == Axis.default_dynamic_axis()
+                                  else a.name for a in v._dynamic_axes)
+    if v._shape is None:
+        shape = "[???]"
+    else:
+        shape = "[%s]" % " x ".join("?" if d == INFERRED else "*" if d == FREE else str(d) for d in v._shape)
+    return "%s('%s', %s, %s)" % (_KIND_NAMES.get(v._kind, v._kind.capitalize()), v.name or v.uid, axes, shape)
+
+
 # -- Python functions as graphs (``@Function``, ``@BlockFunction``) -----------------------------
 
 def _is_python_function(f):
@@ -752,6 +892,10 @@ def _python_params(f):
     sig = inspect.signature(f)
     names, kinds = [], (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     for p in sig.parameters.values():
+        # as CNTK: optional parameters keep their defaults, so ``plus(left, right, *more, name='')``
+        # is a function of two arguments
+        if p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
         if p.kind not in kinds:
             raise TypeError("Function: '%s' may only have plain positional parameters; '%s' is not one"
                             % (getattr(f, "__name__", f), p.name))

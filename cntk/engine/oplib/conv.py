@@ -193,8 +193,26 @@ def _check_common(node, W):
     return rr, groups
 
 
+def _kernel_leaf(W, index=None):
+    """The parameter behind a kernel computed from it by slices (a layer's kernel reversed for
+    transpose_weight) that leave axis ``index`` whole; the kernel itself otherwise."""
+    while W._owner is not None and W._owner.op == "Slice" and W._owner.attributes.get("_norm") is not None \
+            and index not in [a for a, *_ in W._owner.attributes["_norm"]]:
+        W = W._owner.inputs[0]
+    return W
+
+
+def _adopt_kernel_dtype(W, dtype):
+    """A kernel sliced from a parameter without an explicit dtype: the parameter takes the dtype
+    of the convolution (as it would as the kernel itself)."""
+    leaf = _kernel_leaf(W)
+    if leaf is not W and dtype is not None and hasattr(leaf, "_adopt_dtype"):
+        leaf._adopt_dtype(dtype)
+
+
 def _infer_leaf_dim(W, index, value):
     """Fill an inferred (-1) dim of a parameter declared with one (e.g. the input channels)."""
+    W = _kernel_leaf(W, index)
     if W._owner is None and hasattr(W, "_set_inferred_shape"):
         s = list(W._shape)
         s[index] = value
@@ -252,6 +270,7 @@ def infer_convolution(node):
     keeps its length (stride 1 along time with auto padding, or pads summing to the kernel - 1)."""
     W, x = node.inputs
     dtype = common_dtype(node, node.inputs)
+    _adopt_kernel_dtype(W, dtype)
     axes = unify_axes(node, node.inputs)
     rr, groups = _check_common(node, W)
     sequential = bool(node.attributes.get("sequential", False))

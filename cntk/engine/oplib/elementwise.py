@@ -76,6 +76,9 @@ def infer_elementwise(node):
     if node.attributes or node.op == "Clip":
         _check_attributes(node)
     shape = broadcast_shapes(node, [v._shape for v in ins])
+    if shape == () and any(v._shape is None for v in ins) and \
+            all(v._dynamic_axes == () for v in ins if v._shape is not None):
+        shape = None    # static scalars and an operand of unknown shape (a Stabilizer's input): unknown
     # Parameters declared with inferred dims take them from the broadcast result.
     if shape is not None and all(d >= 0 for d in shape):
         for v in ins:

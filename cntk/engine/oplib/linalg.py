@@ -42,10 +42,12 @@ def infer_times(node):
             return [Type(None, dtype, axes)]
         return [Type(tuple(R[k:]), dtype, axes)]
     if any(d < 0 for d in R[:k]) and right._owner is None and hasattr(right, "_set_inferred_shape"):
-        if any(d < 0 for d in L):
-            return [Type(None, dtype, axes)]
         keep = max(m, 0) if not reduce_seq else 0
-        if k == 1 and R[0] < 0 and m != TIMES_NO_INFERRED_INPUT_RANK:
+        by_map = k == 1 and R[0] < 0 and m != TIMES_NO_INFERRED_INPUT_RANK
+        # only the contracted axes must be known (mapped ones may be free, e.g. an unpacked sequence)
+        if any(d < 0 for d in (L[keep:] if by_map else L[max(len(L) - k, 0):])):
+            return [Type(None, dtype, axes)]
+        if by_map:
             if keep > len(L):
                 fail(node, "infer_input_rank_to_map=%d exceeds the rank of the left operand %s", m, L)
             new_in = tuple(L[keep:])

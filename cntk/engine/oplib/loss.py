@@ -6,12 +6,14 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..registry import (Type, register, common_dtype, unify_axes, fail, normalize_axis, broadcast_shapes, aligned,
                         int_attr, DeviceConstant)
 from ...axis import sequence_axis_of
 from .elementwise import padding_guard, _log
 from .sample_rows import SampleRows
+from ..sparse import SparseBatch
 
 
 def _check_same(node):
@@ -51,7 +53,12 @@ def build_ce(ctx):
     whole_item = ctx.attrs.get("axis") is None
     if whole_item and len(shape) == 1 and not any(aligns):
         # vectors, the common case: one row against one row
-        return lambda ins, rt: torch.logsumexp(ins[0], -1, keepdim=True) - (ins[1] * ins[0]).sum(-1, keepdim=True)
+        def fn(ins, rt):
+            z, t = ins
+            if type(t) is SparseBatch and t.index is not None and type(z) is not SparseBatch:
+                return _ce_one_hot(z, t)
+            return torch.logsumexp(z, -1, keepdim=True) - (t * z).sum(-1, keepdim=True)
+        return fn
     if whole_item:
         C = shape[-1] if shape else 1
 
@@ -69,6 +76,15 @@ def build_ce(ctx):
         z, t = aligned(aligns, ins)
         return torch.logsumexp(z, dim, keepdim=True) - (t * z).sum(dim, keepdim=True)
     return fn
+
+
+def _ce_one_hot(z, t):
+    """Cross entropy against one-hot targets given as class indices: -log_softmax(z)[class],
+    torch's fused kernel (no dense one-hot tensor, one pass for the normalizer). Cells without
+    a class (``t.valid`` False) are sequence padding; they get 0 and send no gradient."""
+    idx = t.index if t.valid is None else t.index.masked_fill(~t.valid, -100)
+    out = F.cross_entropy(z.reshape(-1, z.shape[-1]), idx.reshape(-1), reduction="none", ignore_index=-100)
+    return out.reshape(idx.shape + (1,))
 
 
 register("CrossEntropyWithSoftmax", infer_ce, lambda ctx: padding_guard(ctx, build_ce(ctx)))

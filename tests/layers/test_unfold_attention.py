@@ -1,0 +1,264 @@
+"""UnfoldFrom (generators with until_predicate and length_increase) and AttentionModel (alone,
+against numpy, and inside a small encoder-decoder that trains)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import cntk as C
+from cntk.layers import (UnfoldFrom, Recurrence, LSTM, GRU, Dense, Embedding, AttentionModel,
+                         default_options)
+from cntk.layers.models import AttentionModel as AttentionModelFromModels
+
+RNG = np.random.RandomState(99)
+
+
+def _scalar_input(dtype=np.float32, needs_gradient=False):
+    return C.input_variable(2, dtype=dtype, needs_gradient=needs_gradient)
+
+
+# -- UnfoldFrom -------------------------------------------------------------------------------
+
+def test_unfold_from_emits_one_item_per_reference_item():
+    M = np.array([[0.5, 0.1], [0.0, 0.5]], np.float32)
+    gen = UnfoldFrom(lambda s: C.times(s, C.constant(M)) + 1, name='unfold')
+    assert gen.is_block and gen.op_name == 'UnfoldFrom' and gen.name == 'unfold'
+    assert [a.name for a in gen.arguments] == ['initial_state', 'dynamic_axes_like']
+    s0, ref = _scalar_input(), C.sequence.input_variable(1)
+    y = gen(s0, ref)
+    assert y.shape == (2,) and y.output.sequence_axis == ref.sequence_axis
+    S0 = np.array([[0, 0], [4, 8]], np.float32)
+    out = y.eval({s0: S0, ref: [np.zeros((3, 1), np.float32), np.zeros((5, 1), np.float32)]})
+    for s, o, n in zip(S0, out, (3, 5)):
+        want, state = [], s.astype(np.float64)
+        for _ in range(n):
+            state = state @ M + 1
+            want.append(state)
+        np.testing.assert_allclose(o, want, rtol=1e-6)
+
+
+def test_unfold_from_until_predicate_and_length_increase():
+    M = C.constant(np.eye(2, dtype=np.float32))
+    # counts up by one from the initial state; stops after the item whose first component reaches 3
+    gen = UnfoldFrom(lambda s: C.times(s, M) + 1, until_predicate=lambda v: C.greater_equal(C.slice(v, 0, 0, 1), 3),
+                     length_increase=2)
+    s0, ref = _scalar_input(), C.sequence.input_variable(1)
+    out = gen(s0, ref).eval({s0: np.array([[0, 0], [4, 8], [-10, 0]], np.float32),
+                             ref: [np.zeros((n, 1), np.float32) for n in (3, 2, 2)]})
+    np.testing.assert_allclose(out[0], [[1, 1], [2, 2], [3, 3]])      # the predicate fires at the third item
+    np.testing.assert_allclose(out[1], [[5, 9]])                        # ... and at once
+    np.testing.assert_allclose(out[2][:, 0], np.arange(-9, -5))         # never: 2 x 2 items
+    assert len(out[2]) == 4
+
+
+def test_unfold_from_output_and_state_and_fractional_length_increase():
+    M = C.constant(np.array([[1, 0], [0, 2]], np.float32))
+    # (emitted value, new state): emits the first component of the previous state
+    gen = UnfoldFrom(lambda s: (C.slice(s, 0, 0, 1), C.times(s, M) + 1), length_increase=1.5)
+    s0, ref = _scalar_input(), C.sequence.input_variable(1)
+    y = gen(s0, ref)
+    assert y.shape == (1,)
+    lengths = [1, 3, 5]
+    out = y.eval({s0: np.array([[0, 1], [2, 1], [5, 0]], np.float32),
+                  ref: [np.zeros((n, 1), np.float32) for n in lengths]})
+    assert [len(o) for o in out] == [math.ceil(1.5 * n) for n in lengths]
+    np.testing.assert_allclose(out[1].ravel(), [2, 3, 4, 5, 6])
+
+
+def test_unfold_from_gradients_float64():
+    rng = np.random.RandomState(3)
+    M = C.parameter((2, 2), init=rng.randn(2, 2) * 0.5, dtype=np.float64, name='M')
+    gen = UnfoldFrom(lambda s: C.tanh(C.times(s, M)))
+    s0 = _scalar_input(np.float64, needs_gradient=True)
+    ref = C.sequence.input_variable(1, dtype=np.float64)
+    y = gen(s0, ref)
+    S0 = rng.randn(2, 2)
+    R = [np.zeros((3, 1)), np.zeros((2, 1))]
+    g = y.grad({s0: S0, ref: R}, wrt=[M, s0])
+
+    def total():
+        return sum(float(o.sum()) for o in y.eval({s0: S0, ref: R}))
+    eps = 1e-6
+    for target, arr in ((M, None), (s0, S0)):
+        base = M.value if arr is None else arr
+        num = np.zeros_like(base)
+        for i in np.ndindex(*base.shape):
+            for sign in (1, -1):
+                b = base.copy()
+                b[i] += sign * eps
+                if arr is None:
+                    M.value = b
+                    v = total()
+                else:
+                    S0 = b
+                    v = total()
+                num[i] += sign * v / (2 * eps)
+            if arr is None:
+                M.value = base
+            else:
+                S0 = base
+        np.testing.assert_allclose(g[target], num, rtol=1e-6, atol=1e-9)
+
+
+def test_unfold_from_bad_generators():
+    with pytest.raises(TypeError, match=r"UnfoldFrom: generator_function must take 1 argument .*takes 2"):
+        UnfoldFrom(lambda a, b: a + b)
+    with pytest.raises(TypeError, match="UnfoldFrom: until_predicate"):
+        UnfoldFrom(lambda s: s, until_predicate=lambda a, b: a + b)
+    with pytest.raises(ValueError, match="length_increase"):
+        UnfoldFrom(lambda s: s, length_increase=0)
+
+
+# -- AttentionModel ---------------------------------------------------------------------------
+
+def _attention_params(att, h, hd, dim):
+    """(W_enc, W_dec, v) by their shapes (h != hd)."""
+    ws = {p.shape: p for p in att.parameters if p.name == 'W'}
+    return ws[(h, dim)], ws[(hd, dim)], ws[(dim, 1)]
+
+
+def _attention_ref(E, D, We, Wd, v, beta=1.0):
+    pe = (beta * E) @ We                                    # (e, dim)
+    out = []
+    for d in D:
+        logits = (beta * np.tanh(pe + (beta * d) @ Wd)) @ v  # (e, 1)
+        w = np.exp(logits - logits.max())
+        w /= w.sum()
+        out.append(beta * (w * E).sum(0))
+    return np.array(out)
+
+
+def test_attention_model_parameters_and_forward_match_numpy():
+    assert C.layers.AttentionModel is AttentionModelFromModels
+    h, hd, dim = 3, 4, 5
+    att = AttentionModel(dim, name='att')
+    assert att.is_block and att.op_name == 'AttentionModel' and att.name == 'att'
+    assert [a.name for a in att.arguments] == ['encoder_hidden_state', 'decoder_hidden_state']
+    assert not any(p.name == 'b' for p in att.parameters)                  # bias-free projections
+    assert sum(p.name == 'alpha' for p in att.parameters) == 4            # stabilized by default
+    en = C.sequence.input_variable(h, sequence_axis=C.Axis('m'))
+    de = C.sequence.input_variable(hd, sequence_axis=C.Axis('n'))
+    y = att(en, de)
+    assert y.shape == (h,) and y.output.sequence_axis == C.Axis('n')
+    a = RNG.uniform(0.6, 1.2)
+    for p in att.parameters:
+        if p.name == 'alpha':
+            p.value = np.float32(a)
+    beta = np.log1p(np.exp(4 * np.float32(a))) / 4
+    E = [RNG.randn(n, h).astype(np.float32) for n in (4, 1, 6)]
+    D = [RNG.randn(n, hd).astype(np.float32) for n in (2, 3, 1)]
+    out = y.eval({en: E, de: D})
+    We, Wd, v = (p.value.astype(np.float64) for p in _attention_params(att, h, hd, dim))
+    for e, d, o in zip(E, D, out):
+        np.testing.assert_allclose(o, _attention_ref(e, d, We, Wd, v, beta), rtol=1e-5, atol=1e-6)
+    # a decoder step attends only to its own encoder sequence (padding of longer ones is masked)
+    alone = y.eval({en: [E[1]], de: [D[1]]})[0]
+    np.testing.assert_allclose(alone, out[1], rtol=1e-5, atol=1e-6)
+
+
+def test_attention_model_gradients_float64():
+    rng = np.random.RandomState(5)
+    h, hd, dim = 2, 3, 2
+    att = AttentionModel(dim, enable_self_stabilization=False)
+    assert not any(p.name == 'alpha' for p in att.parameters)
+    en = C.sequence.input_variable(h, dtype=np.float64, needs_gradient=True, sequence_axis=C.Axis('m'))
+    de = C.sequence.input_variable(hd, dtype=np.float64, sequence_axis=C.Axis('n'))
+    z = C.times(att(en, de), C.constant(rng.randn(h, 1)))
+    E = [rng.randn(n, h) for n in (3, 1)]
+    D = [rng.randn(n, hd) for n in (2, 2)]
+    params = z.parameters
+    g = z.grad({en: E, de: D}, wrt=params + [en])
+
+    def total():
+        return sum(float(o.sum()) for o in z.eval({en: E, de: D}))
+    eps = 1e-6
+    for p in params:
+        base = p.value
+        num = np.zeros_like(base)
+        for i in np.ndindex(*base.shape):
+            for sign in (1, -1):
+                b = base.copy()
+                b[i] += sign * eps
+                p.value = b
+                num[i] += sign * total() / (2 * eps)
+        p.value = base
+        np.testing.assert_allclose(g[p], num, rtol=1e-6, atol=1e-9)
+    for k, e in enumerate(E):
+        num = np.zeros_like(e)
+        for i in np.ndindex(*e.shape):
+            old = e[i]
+            e[i] = old + eps
+            fp = total()
+            e[i] = old - eps
+            fm = total()
+            e[i] = old
+            num[i] = (fp - fm) / (2 * eps)
+        np.testing.assert_allclose(g[en][k], num, rtol=1e-6, atol=1e-9)
+
+
+def test_attention_model_windowed_mode():
+    h, hd, dim, span = 2, 3, 4, 3
+    with pytest.warns(DeprecationWarning):
+        att = AttentionModel(dim, attention_span=span, attention_axis=-2, enable_self_stabilization=False)
+    en = C.sequence.input_variable(h, sequence_axis=C.Axis('m'))
+    de = C.sequence.input_variable(hd, sequence_axis=C.Axis('n'))
+    y = att(en, de)
+    assert y.shape == (1, h)
+    E = [RNG.randn(n, h).astype(np.float32) for n in (5, 2)]
+    D = [RNG.randn(n, hd).astype(np.float32) for n in (2, 1)]
+    out = y.eval({en: E, de: D})
+    We, Wd, v = (p.value.astype(np.float64) for p in _attention_params(att, h, hd, dim))
+    for e, d, o in zip(E, D, out):
+        window = e[::-1][:span]                    # the last `span` items, most recent first
+        np.testing.assert_allclose(o[:, 0, :], _attention_ref(window, d, We, Wd, v), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="attention_axis"):
+        AttentionModel(dim, attention_span=3)
+    with pytest.raises(ValueError, match="attention_span"):
+        AttentionModel(dim, attention_axis=-2)
+    with pytest.raises(ValueError, match="positive"):
+        AttentionModel(dim, attention_span=0, attention_axis=-2)
+
+
+def test_attention_default_options():
+    with default_options(enable_self_stabilization=False, init=0.1):
+        att = AttentionModel(3)
+    assert not any(p.name == 'alpha' for p in att.parameters)
+    y = att(C.sequence.input_variable(2, sequence_axis=C.Axis('m')), C.sequence.input_variable(2))
+    assert all(np.all(p.value == np.float32(0.1)) for p in y.parameters)
+
+
+def test_attention_encoder_decoder_trains_with_plain_gradient_steps():
+    vocab, emb, hidden = 6, 5, 8
+    rng = np.random.RandomState(11)
+    src = C.sequence.input_variable(vocab, is_sparse=False, sequence_axis=C.Axis('src'))
+    tgt = C.sequence.input_variable(vocab, sequence_axis=C.Axis('tgt'))
+    encoder = C.layers.Sequential([Embedding(emb, init=C.glorot_uniform(seed=1)),
+                                   Recurrence(LSTM(hidden, init=C.glorot_uniform(seed=2)))])
+    dec_embed = Embedding(emb, init=C.glorot_uniform(seed=3))
+    decoder = Recurrence(GRU(hidden, init=C.glorot_uniform(seed=4)))
+    attention = AttentionModel(hidden, init=C.glorot_uniform(seed=5))
+    out = Dense(vocab, init=C.glorot_uniform(seed=6))
+    h_enc = encoder(src)
+    h_dec = decoder(dec_embed(C.sequence.past_value(tgt)))     # teacher forcing
+    z = out(C.splice(h_dec, attention(h_enc, h_dec)))
+    loss = C.cross_entropy_with_softmax(z, tgt)
+    assert z.shape == (vocab,)
+
+    def one_hot(ids):
+        m = np.zeros((len(ids), vocab), np.float32)
+        m[np.arange(len(ids)), ids] = 1
+        return m
+    # the target is the source reversed: needs the attention over the whole source
+    srcs = [rng.randint(0, vocab, n) for n in (4, 2, 5, 3)]
+    data = {src: [one_hot(s) for s in srcs], tgt: [one_hot(s[::-1]) for s in srcs]}
+    params = loss.parameters
+
+    losses = []
+    for _ in range(16):
+        grads, values = loss.grad(data, wrt=params, outputs=[loss])
+        losses.append(sum(float(v.sum()) for v in values))
+        for p in params:
+            p.value = p.value - 0.05 * grads[p]
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.8 * losses[0], losses
