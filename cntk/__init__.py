@@ -29,5 +29,4 @@ from . import learners  # noqa: E402,F401
 from .learners import *  # noqa: E402,F401,F403
 from . import train, logging  # noqa: E402,F401
 from .train import *  # noqa: E402,F401,F403
-from .train import Evaluator  # noqa: E402,F401
 from . import io  # noqa: E402,F401

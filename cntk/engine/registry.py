@@ -132,10 +132,31 @@ def common_dtype(node, inputs):
         ds = [v._dtype for v in inputs if v._dtype is not None]
         d = max(ds, key=lambda x: x.itemsize) if ds else None
     if d is not None:
+        seen = set()
         for v in inputs:
-            if not v._dtype_explicit and v._dtype != d and hasattr(v, "_adopt_dtype"):
-                v._adopt_dtype(d)
+            if v._dtype != d:
+                _adopt_upstream(v, d, seen)
     return d
+
+
+def _adopt_upstream(v, d, seen):
+    """Give a computation without explicit dtype, and the untyped leaves it is made of, dtype
+    ``d``: a parameter used through other ops (e.g. a Stabilizer's softplus(alpha)) takes the
+    dtype of the computation it ends up in, as a directly used one does."""
+    stack = [v]
+    while stack:
+        v = stack.pop()
+        if v._dtype_explicit or id(v) in seen:
+            continue
+        seen.add(id(v))
+        if hasattr(v, "_adopt_dtype"):
+            v._adopt_dtype(d)
+            continue
+        p = v._owner
+        if p is None:
+            continue
+        v._dtype = d
+        stack.extend(p.inputs)
 
 
 def normalize_axis(node, axis, rank, allow_new=False):

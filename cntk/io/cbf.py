@@ -179,69 +179,85 @@ class CBFDeserializer(Deserializer):
             return self._parse_chunk(b"", 0)      # the whole chunk is skipped: no sequences
 
     def _parse_chunk(self, buf, count):
-        """``{stream name: PackedSequences}`` of one chunk's bytes."""
+        """``{stream name: PackedSequences}`` of one chunk's bytes. Every field is a whole number
+        of 4-byte words, so the chunk is walked as words: a short loop finds where each
+        sequence's pieces start, then one index gathers each stream's values."""
         import scipy.sparse as sp   # optional dependency, needed for sparse streams
-        # the per-sequence sample counts (the longest stream) come first
-        pos = 4 * count
-        if pos > len(buf):
+        if len(buf) % 4:
+            raise ValueError("its size (%d bytes) is not a whole number of 4-byte words" % len(buf))
+        words = np.frombuffer(buf, "<u4")
+        mv = memoryview(buf).cast("I") if len(buf) else ()
+        n_words = len(words)
+        pos = count                 # the per-sequence sample counts (longest stream) come first
+        if pos > n_words:
             raise ValueError("sequence table truncated")
         out = {}
         for s in self._streams:
-            item = s.dtype.itemsize
+            wpv = s.dtype.itemsize // 4           # words per value
+            starts = np.empty(count, dtype=np.int64)
             lengths = np.empty(count, dtype=np.int64)
-            values, indices, counts, nnzs = [], [], [], []
-            for i in range(count):
-                if pos + 4 > len(buf):
-                    raise ValueError("stream %r, sequence %d: data truncated" % (s.file_name, i))
-                (T,) = struct.unpack_from("<I", buf, pos)
-                pos += 4
-                lengths[i] = T
-                if s.encoding == DENSE:
-                    n = T * s.dim
-                    if pos + n * item > len(buf):
-                        raise ValueError("stream %r, sequence %d: %d samples run past the chunk" % (s.file_name, i, T))
-                    values.append(np.frombuffer(buf, s.dtype, n, pos))
-                    pos += n * item
-                    continue
-                if pos + 4 > len(buf):
-                    raise ValueError("stream %r, sequence %d: data truncated" % (s.file_name, i))
-                (nnz,) = struct.unpack_from("<i", buf, pos)
-                pos += 4
-                if nnz < 0 or pos + nnz * (item + 4) + 4 * T > len(buf):
-                    raise ValueError("stream %r, sequence %d: %d non-zeros run past the chunk" % (s.file_name, i, nnz))
-                values.append(np.frombuffer(buf, s.dtype, nnz, pos))
-                pos += nnz * item
-                indices.append(np.frombuffer(buf, "<i4", nnz, pos))
-                pos += 4 * nnz
-                c = np.frombuffer(buf, "<i4", T, pos)
-                pos += 4 * T
-                if T and (c.min() < 0 or int(c.sum()) != nnz):
-                    raise ValueError("stream %r, sequence %d: per-sample counts do not add up to nnz=%d"
-                                     % (s.file_name, i, nnz))
-                counts.append(c)
-                nnzs.append(nnz)
+            nnzs = np.zeros(count, dtype=np.int64)
+            dense, dim = s.encoding == DENSE, s.dim
+            try:
+                for i in range(count):
+                    T = mv[pos]
+                    lengths[i] = T
+                    if dense:
+                        starts[i] = pos + 1
+                        pos += 1 + T * dim * wpv
+                    else:
+                        nnz = mv[pos + 1]
+                        if nnz >= 1 << 31:
+                            raise ValueError("stream %r, sequence %d: negative nnz" % (s.file_name, i))
+                        nnzs[i] = nnz
+                        starts[i] = pos + 2
+                        pos += 2 + nnz * (wpv + 1) + T
+                    if pos > n_words:
+                        raise IndexError
+            except IndexError:
+                raise ValueError("stream %r, sequence %d: data runs past the end of the chunk" % (s.file_name, i)) from None
             total = int(lengths.sum())
-            if s.encoding == DENSE:
-                data = np.concatenate(values).reshape(total, s.dim) if count else np.zeros((0, s.dim), s.dtype)
-            else:
-                data = self._sparse(sp, s, values, indices, counts, np.asarray(nnzs, np.int64), total)
-            out[s.name] = PackedSequences(data, lengths)
+            if dense:
+                vals = _gather_values(words, starts, lengths * dim, wpv, s.dtype)
+                out[s.name] = PackedSequences(vals.reshape(total, dim), lengths)
+                continue
+            vals = _gather_values(words, starts, nnzs, wpv, s.dtype)
+            idx = words[_ranges(starts + nnzs * wpv, nnzs)].view("<i4")
+            cnt = words[_ranges(starts + nnzs * (wpv + 1), lengths)].view("<i4").astype(np.int64)
+            indptr = np.zeros(total + 1, dtype=np.int64)
+            np.cumsum(cnt, out=indptr[1:])
+            ends = np.cumsum(lengths)
+            negative = np.flatnonzero(cnt < 0)
+            per_seq = indptr[ends] - indptr[ends - lengths]
+            bad = np.flatnonzero(per_seq != nnzs)
+            if len(negative) or len(bad):
+                i = int(np.searchsorted(ends, negative[0], side="right")) if len(negative) else int(bad[0])
+                raise ValueError("stream %r, sequence %d: per-sample counts do not add up to nnz=%d"
+                                 % (s.file_name, i, int(nnzs[i])))
+            wrong = np.flatnonzero((idx < 0) | (idx >= dim))
+            if len(wrong):
+                k = int(wrong[0])
+                seq = int(np.searchsorted(np.cumsum(nnzs), k, side="right"))
+                raise ValueError("stream %r, sequence %d: sparse index %d outside [0, %d)"
+                                 % (s.file_name, seq, int(idx[k]), dim))
+            out[s.name] = PackedSequences(sp.csr_matrix((vals, idx, indptr), shape=(total, dim)), lengths)
         return out
 
-    @staticmethod
-    def _sparse(sp, s, values, indices, counts, nnzs, total):
-        """One CSR matrix of all the chunk's samples, after checking the counts and indices."""
-        cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)   # noqa: E731
-        vals, idx, cnt = cat(values, s.dtype), cat(indices, "<i4"), cat(counts, "<i4")
-        out_of_range = np.flatnonzero((idx < 0) | (idx >= s.dim))
-        if len(out_of_range):
-            k = int(out_of_range[0])
-            seq = int(np.searchsorted(np.cumsum(nnzs), k, side="right"))
-            raise ValueError("stream %r, sequence %d: sparse index %d outside [0, %d)"
-                             % (s.file_name, seq, int(idx[k]), s.dim))
-        indptr = np.zeros(total + 1, dtype=np.int64)
-        np.cumsum(cnt, out=indptr[1:])
-        return sp.csr_matrix((vals, idx, indptr), shape=(total, s.dim))
+
+def _ranges(starts, lengths):
+    """The concatenated index ranges ``[starts[i], starts[i] + lengths[i])``."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    first = np.cumsum(lengths) - lengths
+    return np.arange(total, dtype=np.int64) + np.repeat(np.asarray(starts, dtype=np.int64) - first, lengths)
+
+
+def _gather_values(words, starts, counts, wpv, dtype):
+    """``counts[i]`` values of ``dtype`` (``wpv`` words each) from word ``starts[i]`` on."""
+    w = words[_ranges(starts, np.asarray(counts, dtype=np.int64) * wpv)]
+    return w.view(dtype) if len(w) else np.zeros(0, dtype)
 
 
 class CBFWriter:

@@ -399,5 +399,10 @@ class Corpus:
                     out[name] = gather(concat([p[name] for p in parts]), inv)
                 else:
                     si = self.infos[[s.name for s in self.infos].index(name)]
-                    out[name] = PackedSequences(np.zeros((0,) + si.shape, dtype=si.dtype), [])
+                    if si.is_sparse:
+                        import scipy.sparse
+                        empty = scipy.sparse.csr_matrix((0, math.prod(si.shape)), dtype=si.dtype)
+                    else:
+                        empty = np.zeros((0,) + si.shape, dtype=si.dtype)
+                    out[name] = PackedSequences(empty, [])
         return out, (keys[sel] if keys is not None else None)

@@ -58,6 +58,9 @@ def _horner(Dz):
     return m
 
 
+_POW_NEG = np.array([float("1e%d" % k) for k in range(0, 23)])
+
+
 def _parse_matrix(MT):
     """Numbers from a (width, count) byte matrix (one token per column). Returns (values, ok)."""
     W, n = MT.shape
@@ -69,43 +72,46 @@ def _parse_matrix(MT):
         return _horner(D), np.ones(n, dtype=bool)
     isdot = MT == 46
     ise = (MT | np.uint8(32)) == 101
-    issign = (MT == 45) | (MT == 43)
+    ism = MT == 45
+    issign = ism | (MT == 43)
     ok = (isd | isdot | ise | issign).all(0)
     pos = np.arange(W, dtype=np.int8)[:, None]
     ndot = isdot.sum(0, dtype=np.int8)
     ne = ise.sum(0, dtype=np.int8)
     ok &= (ndot <= 1) & (ne <= 1)
-    pe = np.where(ne == 1, (ise * pos).sum(0, dtype=np.int8), np.int8(W))      # e, W if none
-    pdot = np.where(ndot == 1, (isdot * pos).sum(0, dtype=np.int8), pe)        # dot, pe if none
-    s0 = issign[0]
     has_e = ne == 1
-    cols = np.arange(n)
-    after_e = np.minimum(pe + 1, W - 1)
-    se = has_e & issign[after_e, cols]                           # a sign right after e
+    pe = np.where(has_e, (ise * pos).sum(0, dtype=np.int8), np.int8(W))     # e, W if none
+    has_dot = ndot == 1
+    pdot = np.where(has_dot, (isdot * pos).sum(0, dtype=np.int8), pe)       # dot, pe if none
+    s0 = issign[0]
+    after_e = issign[1:] & ise[:-1] if W > 1 else np.zeros((0, n), dtype=bool)
+    se = after_e.any(0)                                                     # a sign right after e
     ok &= issign.sum(0, dtype=np.int8) == s0.astype(np.int8) + se
-    ok &= pdot <= pe                                             # no dot in the exponent
-    nmant = pe - s0 - ndot
-    ok &= nmant >= 1
-    ok &= ~has_e | (W - 1 - pe - se >= 1)                        # exponent digits
-    Dz = D * isd
-    # digits before the dot, then after it (each read with trailing zero columns, divided out)
-    hi = _horner(Dz * (pos < pdot)) / _POW[W - pdot]
-    f = (pe - pdot - (ndot == 1)).astype(np.int64)               # digits after the dot
-    if (f > 0).any():
-        lo = _horner(Dz * ((pos > pdot) & (pos < pe))) / _POW[W - pe]
-        mant = hi * _POW[f] + lo
-    else:
-        mant = hi
-    k = -f
+    ok &= pdot <= pe                                                        # no dot in the exponent
+    ok &= (pe - s0 - ndot) >= 1                                             # mantissa digits
+    ok &= ~has_e | (W - 1 - pe - se >= 1)                                   # exponent digits
+    # Horner over the mantissa's digits: the dot column and everything from the e on are skipped
+    # (multiplier 1, digit 0), so V is the mantissa as an integer and the number is
+    # V * 10**(exponent - digits after the dot)
+    inmant = isd & (pos < pe)
+    Dz = D * inmant
+    mul = np.where(inmant | (pos == 0), np.uint8(10), np.uint8(1))
+    V = Dz[0].astype(np.float64)
+    for j in range(1, W):
+        V *= mul[j]
+        V += Dz[j]
+    k = -(pe.astype(np.int64) - pdot - has_dot)                             # digits after the dot
     if has_e.any():
-        ex = _horner(Dz * (pos > pe))
+        ex = _horner(D * (isd & (pos > pe)))
         ex = np.minimum(ex, 100000.0).astype(np.int64)
-        eneg = se & (MT[after_e, cols] == 45)
-        k = k + np.where(eneg, -ex, ex)
-    v = _scale(mant, k) if (k != 0).any() else mant
-    neg = MT[0] == 45
-    if neg.any():
-        np.negative(v, out=v, where=neg)
+        eneg = (ism[1:] & ise[:-1]).any(0) if W > 1 else np.zeros(n, dtype=bool)
+        k += np.where(eneg, -ex, ex)
+    if (k < -22).any() or (k > 0).any():
+        v = _scale(V, k)
+    else:
+        v = V / _POW_NEG[-k]        # one correctly rounded division
+    if ism[0].any():
+        v *= 1.0 - 2.0 * ism[0]
     return v, ok
 
 

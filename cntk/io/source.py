@@ -131,8 +131,8 @@ class MinibatchSource:
     def __getitem__(self, name):
         return self.stream_info(name)
 
-    @property
     def is_infinite(self):
+        """Whether the source never runs out of data (no max_samples or max_sweeps)."""
         return self._max_samples is None and self._max_sweeps is None
 
     # -- reading ----------------------------------------------------------------------------------

@@ -124,7 +124,8 @@ class ProgressPrinter(ProgressWriter):
             # geometric schedule: averages since the start of the epoch and over the last window
             line = ' '
             if aggregate_loss is not None:
-                line += '{:8.3g}   {:8.3g}   '.format(_avg(aggregate_loss[1], samples[1]), _avg(aggregate_loss, samples))
+                line += '{:8.3g}   {:8.3g}   '.format(_avg(aggregate_loss[1], samples[1]),
+                                                      _avg(aggregate_loss, samples))
             else:
                 line += '{:8s}   {:8s}   '.format('', '')
             if aggregate_metric is not None:
@@ -156,9 +157,9 @@ class ProgressPrinter(ProgressWriter):
         loss = _avg(aggregate_loss, samples)
         if aggregate_metric is not None:
             metric = _avg(aggregate_metric, samples) * self.metric_multiplier
-            fmt = ("Finished Epoch[{} of {}]: {}loss = {:0.6f} * {}, metric = {:0.2f}% * {} {:0.3f}s ({:5.1f} samples/s);"
-                   if self.metric_is_pct else
-                   "Finished Epoch[{} of {}]: {}loss = {:0.6f} * {}, metric = {:0.6f} * {} {:0.3f}s ({:5.1f} samples/s);")
+            fmt = ("Finished Epoch[{} of {}]: {}loss = {:0.6f} * {}, metric = "
+                   + ("{:0.2f}% * {}" if self.metric_is_pct else "{:0.6f} * {}")
+                   + " {:0.3f}s ({:5.1f} samples/s);")
             msg = fmt.format(summaries, self.num_epochs, self.tag, loss, samples, metric, samples, seconds, speed)
         else:
             msg = "Finished Epoch[{} of {}]: {}loss = {:0.6f} * {} {:0.3f}s ({:5.1f} samples/s);".format(

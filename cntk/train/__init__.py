@@ -8,5 +8,5 @@ from .training_session import (DataUnit, CheckpointConfig, CrossValidationConfig
                                training_session)
 from ..learners.schedules import minibatch_size_schedule
 
-__all__ = ["Trainer", "DataUnit", "CheckpointConfig", "CrossValidationConfig", "TestConfig", "TrainingSession",
-           "training_session", "minibatch_size_schedule"]
+__all__ = ["Trainer", "Evaluator", "DataUnit", "CheckpointConfig", "CrossValidationConfig", "TestConfig",
+           "TrainingSession", "training_session", "minibatch_size_schedule"]

@@ -158,6 +158,18 @@ def test_corrupt_chunk_is_reported_and_skippable(tmp_path):
     assert d.sequence_keys(0) == []                  # consistent with the skipped chunk
 
 
+@pytest.mark.parametrize("offset, value, match", [
+    (12 + 8 + 32 + 8 + 8 + 4, 2, "stream 'y', sequence 0: per-sample counts do not add up to nnz=1"),
+    (12 + 8 + 32 + 8 + 8 + 4, -1, "stream 'y', sequence 0: per-sample counts do not add up"),
+    (12 + 8 + 20, 1000, "stream 'x', sequence 1: data runs past the end of the chunk"),
+    (12 + 8 + 32 + 4, -5, "stream 'y', sequence 0: negative nnz"),
+])
+def test_corrupt_chunk_structure(tmp_path, offset, value, match):
+    d = CBFDeserializer(_patched(tmp_path, offset, "<i", value))
+    with pytest.raises(DataError, match=match):
+        d.get_chunk(0)
+
+
 def test_ctf2bin_header_file(tmp_path):
     (tmp_path / "h.txt").write_text("features\tx\tdense\t3\nlabels  y sparse 10\n\n")
     streams = read_header(str(tmp_path / "h.txt"))

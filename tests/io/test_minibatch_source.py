@@ -445,3 +445,15 @@ def test_prefetch_does_not_change_results(tmp_path):
         b.append(ids_of(by_name(src.next_minibatch(s))))
         state = src.get_checkpoint_state()
     assert a == b
+
+
+def test_data_that_is_all_skipped_never_hangs(tmp_path):
+    p = tmp_path / "bad.ctf"
+    p.write_text("0 |x 1 q\n1 |x 2 w\n")
+    src = MinibatchSource(CTFDeserializer(str(p), XY), max_errors=5)
+    with pytest.raises(DataError, match="no sequences"), pytest.warns(RuntimeWarning, match="skipping"):
+        src.next_minibatch(10)
+    src = MinibatchSource(CTFDeserializer(str(p), XY), max_errors=5, max_sweeps=1)
+    with pytest.warns(RuntimeWarning, match="skipping"):
+        assert src.next_minibatch(10) == {}
+    assert not src.is_infinite() and MinibatchSource(CTFDeserializer(str(p), XY)).is_infinite()

@@ -243,8 +243,10 @@ def _numgrad(f, arr, eps=1e-6):
 
 
 @pytest.mark.parametrize("make", [lambda: LSTM(3, cell_shape=4, use_peepholes=True),
-                                  lambda: GRU(3), lambda: RNNStep(3, activation=C.tanh)],
-                         ids=["lstm_peep_proj", "gru", "rnnstep"])
+                                  lambda: GRU(3), lambda: RNNStep(3, activation=C.tanh),
+                                  lambda: LSTM(3, enable_self_stabilization=True),
+                                  lambda: GRU(3, enable_self_stabilization=True)],
+                         ids=["lstm_peep_proj", "gru", "rnnstep", "lstm_stabilized", "gru_stabilized"])
 def test_recurrence_gradients_float64(make):
     rng = np.random.RandomState(7)
     x = C.sequence.input_variable(2, dtype=np.float64, needs_gradient=True)
@@ -254,6 +256,8 @@ def test_recurrence_gradients_float64(make):
     z = C.times(y, proj)
     _randomize([p for p in cell.parameters if p.name in ('b', 'Ci', 'Cf', 'Co')], rng)
     X = [rng.randn(n, 2) for n in (3, 1, 2)]
+    # every parameter, the stabilizers' alphas (used through a softplus) included, is float64
+    assert {np.dtype(p.dtype) for p in z.parameters} == {np.dtype(np.float64)}
 
     def total():
         return sum(float(s.sum()) for s in z.eval({x: X}))

@@ -3,7 +3,6 @@ logs), custom ProgressWriter hooks, log files, TensorBoard event files, the prog
 log_number_of_parameters."""
 
 import io
-import os
 import re
 
 import numpy as np
@@ -50,7 +49,8 @@ def test_arithmetic_schedule_and_epoch_summary(capsys, clock):
     clock[0] = 103.5
     pp.write_training_summary(11.09 + 9.6, 12.0)
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "Finished Epoch[2 of 300]: [Training] loss = 0.646562 * 32, metric = 37.50% * 32 2.000s ( 16.0 samples/s);"
+    assert out[-1] == ("Finished Epoch[2 of 300]: [Training] loss = 0.646562 * 32, metric = 37.50% * 32 "
+                       "2.000s ( 16.0 samples/s);")
 
 
 def test_geometric_schedule_reproduces_a_cntk_log(capsys):

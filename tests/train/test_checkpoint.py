@@ -140,7 +140,8 @@ def test_checkpoint_of_another_model(tmp_path):
     x3 = C.input_variable(4)
     y3 = C.input_variable(3)
     z3 = C.layers.Dense(3, name='renamed')(x3)
-    tr3 = C.Trainer(z3, C.cross_entropy_with_softmax(z3, y3), [C.sgd(z3.parameters, C.learning_parameter_schedule(0.1))])
+    tr3 = C.Trainer(z3, C.cross_entropy_with_softmax(z3, y3),
+                    [C.sgd(z3.parameters, C.learning_parameter_schedule(0.1))])
     with pytest.raises(ValueError, match="different model"):
         tr3.restore_from_checkpoint(path)
 

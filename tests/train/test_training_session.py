@@ -3,7 +3,6 @@ samples, minibatches and sweeps; the final test; max_samples; minibatch size sch
 from a checkpoint (reader position included) giving the same parameters as an uninterrupted run."""
 
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -250,3 +249,54 @@ def test_function_train_and_test_with_a_reader():
     with pytest.raises(ValueError, match="limited number of samples"):
         criterion.test(ArraySource({'features': list(Xt), 'labels': list(Yt)}),
                        streams=[source.streams['features'], source.streams['labels']])
+
+
+def test_function_train_and_test_with_numpy_data():
+    """Data given directly (a tuple of arrays, one per criterion argument) is wrapped into a
+    MinibatchSourceFromData; the epoch defaults to one pass over it."""
+    x, y, z, W, trainer, source, mapping = setup()
+    criterion = C.combine([trainer.loss_function, trainer.evaluation_function])
+    X, Y = data(40, seed=5)
+    Xt, Yt = data(10, seed=6)
+    summaries = []
+    cv = C.CrossValidationConfig((Xt, Yt), frequency=20, minibatch_size=4, criterion=criterion,
+                                 callback=lambda i, e, n, m: summaries.append((i, n, m)) or True)
+    test = C.TestConfig((Xt, Yt), minibatch_size=3, criterion=criterion)
+    progress = criterion.train((X, Y), minibatch_size=8, max_epochs=2, parameter_learners=[
+        C.sgd([W], C.learning_parameter_schedule(0.5))], callbacks=[cv, test])
+    assert [s.samples for s in progress.epoch_summaries] == [40, 40]
+    assert summaries == [(0, 10, 3), (1, 10, 3), (2, 10, 3), (3, 10, 3)]
+    expected = float(np.mean(trainer.evaluation_function.eval({x: Xt, y: Yt})))
+    assert progress.test_summary.samples == 10
+    assert progress.test_summary.metric == pytest.approx(expected)
+    result = criterion.test((Xt, Yt), minibatch_size=4)
+    assert result.samples == 10 and result.metric == pytest.approx(expected)
+    with pytest.raises(ValueError, match="pass a tuple of 2 numpy or scipy arrays"):
+        criterion.train((X,), parameter_learners=[C.sgd([W], C.learning_parameter_schedule(0.5))])
+    with pytest.raises(ValueError, match="only one TestConfig"):
+        criterion.train((X, Y), parameter_learners=[C.sgd([W], C.learning_parameter_schedule(0.5))],
+                        callbacks=[test, test])
+
+
+def test_restart_with_a_ctf_reader(tmp_path):
+    """With CNTK's reader (randomized CTF), a restarted session continues from the saved reader
+    position and ends with the parameters of an uninterrupted run."""
+    X, Y = data(30, seed=7)
+    path = str(tmp_path / "train.ctf")
+    with open(path, "w") as f:
+        for a, b in zip(X, Y):
+            f.write("|y %s |x %s\n" % (" ".join("%g" % v for v in b), " ".join("%.6f" % v for v in a)))
+
+    def run(max_samples, cp):
+        x, y, z, W, trainer, _, _ = setup(momentum=True)
+        reader = C.io.MinibatchSource(C.io.CTFDeserializer(path, C.io.StreamDefs(
+            x=C.io.StreamDef(field='x', shape=3), y=C.io.StreamDef(field='y', shape=2))), randomize=True)
+        C.training_session(trainer, reader, 4, {x: reader.streams.x, y: reader.streams.y}, max_samples=max_samples,
+                           checkpoint_config=cp).train()
+        return W.value, trainer
+    uninterrupted, _ = run(70, None)
+    cp = C.CheckpointConfig(str(tmp_path / "ckpt"), frequency=(1, DataUnit.sweep))
+    run(38, cp)
+    resumed, trainer = run(70, cp)
+    assert trainer.total_number_of_samples_seen == 70
+    np.testing.assert_array_equal(resumed, uninterrupted)
