@@ -7,8 +7,9 @@
    (one core: the parser is single-threaded numpy), and of wall time.
 2. Reading: one randomized sweep through ``MinibatchSource`` (parse, randomize, pack, prefetch).
 3. Prefetch: the ATIS slot tagger (Embedding(150), Recurrence(LSTM(300)), Dense(129), SGD),
-   minibatches of 1000 samples, trained from a MinibatchSource and from the same minibatches
-   held in memory: the time per step, and how long each step waited for the reader.
+   minibatches of 1000 samples: steps fed by a MinibatchSource alternate with steps fed with
+   minibatches held in memory; medians of the step times, and of the time a step waited for
+   the reader (``next_minibatch``).
 
     python bench/ctf_read.py [--size-mb N] [--steps N] [--quick] [--threads N]
 """
@@ -109,30 +110,26 @@ def tagger_steps(steps, mb_size):
     for mb in kept[:3]:                      # warm-up
         trainer.train_minibatch(mb)
 
-    def run(from_source):
-        source = MinibatchSource(CTFDeserializer(ATIS, atis_streams()), randomize=True)
-        smap = {x: source.streams.query, y: source.streams.labels}
-        first = source.next_minibatch(mb_size, input_map=smap)     # index and parse before timing
-        kept[0] = first
-        waited, t0 = 0.0, time.perf_counter()
-        for i in range(1, steps + 1):
+    # alternate steps fed by the source and by minibatches held in memory (the order flips
+    # every iteration), so that both see the same machine load; report medians
+    source = MinibatchSource(CTFDeserializer(ATIS, atis_streams()), randomize=True)
+    smap = {x: source.streams.query, y: source.streams.labels}
+    source.next_minibatch(mb_size, input_map=smap)          # index and parse before timing
+    with_reader, held, waits = [], [], []
+    for i in range(steps):
+        for from_source in ((True, False) if i % 2 == 0 else (False, True)):
+            t0 = time.perf_counter()
             if from_source:
-                w = time.perf_counter()
                 mb = source.next_minibatch(mb_size, input_map=smap)
-                waited += time.perf_counter() - w
+                waits.append(time.perf_counter() - t0)
             else:
                 mb = kept[i % len(kept)]
             trainer.train_minibatch(mb)
-        return (time.perf_counter() - t0) / steps, waited / steps
-
-    a, wa = run(True)
-    b, _ = run(False)
-    a2, wa2 = run(True)
-    b2, _ = run(False)
-    a, b, wa = min(a, a2), min(b, b2), min(wa, wa2)
-    print("tagger step, reading from a MinibatchSource: %.1f ms (waiting for the reader %.2f ms)" % (a * 1e3, wa * 1e3))
-    print("tagger step, minibatches held in memory:     %.1f ms   -> reading costs %.1f%% of a step"
-          % (b * 1e3, 100.0 * max(a - b, 0.0) / b))
+            (with_reader if from_source else held).append(time.perf_counter() - t0)
+    a, b, w = np.median(with_reader), np.median(held), np.median(waits)
+    print("tagger step, reading from a MinibatchSource: %.1f ms (waiting for the reader %.2f ms = %.1f%%)"
+          % (a * 1e3, w * 1e3, 100.0 * w / a))
+    print("tagger step, minibatches held in memory:     %.1f ms" % (b * 1e3))
 
 
 def main():

@@ -91,9 +91,10 @@ def recurrence_node(prim, key, out_keys, match):
             if carries and lay.starts is not None:
                 h0 = _initial_state(rt, hkey, lay, xv, H.shape[0])
                 c0 = _initial_state(rt, ckey, lay, xv, H.shape[0]) if kind == "lstm" else None
+            keep = carries and rt.keep_carry
             y, h_n, c_n = run_recurrence(kind, xv, lay, cell_params(kind, W, H, b), H.shape[0],
-                                         go_backwards=backwards, h0=h0, c0=c0)
-            if carries and rt.keep_carry:
+                                         go_backwards=backwards, h0=h0, c0=c0, final_states=keep)
+            if keep:
                 rt.new_state[hkey] = h_n[0].detach().unsqueeze(1)
                 if c_n is not None:
                     rt.new_state[ckey] = c_n[0].detach().unsqueeze(1)

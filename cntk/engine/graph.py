@@ -103,6 +103,12 @@ class VariableType:
         return "Type(%s)" % ", ".join("%s=%r" % (k, getattr(self, k)) for k in self.keys())
 
 
+def _axis_names(axes):
+    """Dynamic axes as CNTK prints them: '#' for the batch axis, '*' for the default sequence axis."""
+    return ", ".join("#" if a == Axis.default_batch_axis() else "*" if a == Axis.default_dynamic_axis() else a.name
+                     for a in axes)
+
+
 class Variable:
     """A symbolic value in a graph: input, output, parameter, constant or placeholder."""
 
@@ -220,14 +226,19 @@ class Variable:
 
     def _type_str(self):
         shape = "?" if self._shape is None else "(" + ", ".join(str(d) for d in self._shape) + (",)" if len(self._shape) == 1 else ")")
-        axes = "?" if self._dynamic_axes is None else "[" + ", ".join(
-            "#" if a == Axis.default_batch_axis() else "*" if a == Axis.default_dynamic_axis() else a.name
-            for a in self._dynamic_axes) + "]"
+        axes = "?" if self._dynamic_axes is None else "[%s]" % _axis_names(self._dynamic_axes)
         return "%s, %s" % (shape, axes)
 
     def __repr__(self):
-        return "%s('%s', %s)" % (type(self).__name__ if self._kind not in ("input", "output", "placeholder")
-                                 else self._kind.capitalize(), self._name or self._uid, self._type_str())
+        """CNTK's description of a variable: ``Input('x', [#, *], [3 x 4])``: kind, name (or uid),
+        dynamic axes (# the batch axis, * the default sequence axis, [???] not known yet) and shape
+        in Python order (? an inferred dimension, * a free one, [???] not known yet)."""
+        axes = "[%s]" % ("???" if self._dynamic_axes is None else _axis_names(self._dynamic_axes))
+        if self._shape is None:
+            shape = "[???]"
+        else:
+            shape = "[%s]" % " x ".join("?" if d == INFERRED else "*" if d == FREE else str(d) for d in self._shape)
+        return "%s('%s', %s, %s)" % (self._kind.capitalize(), self._name or self._uid, axes, shape)
 
     def __hash__(self):
         return id(self)

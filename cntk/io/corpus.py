@@ -124,8 +124,11 @@ class Corpus:
                              % ", ".join(mb))
         self.mb_stream = mb[0] if mb else None
         self.num_chunks = int(self.deserializers[0].num_chunks())
-        if multithreaded is None:
-            multithreaded = any(getattr(d, "multithreaded_by_default", False) for d in self.deserializers)
+        if multithreaded is None:     # automatic: on for image readers (decoding is the costly part)
+            from . import image
+            multithreaded = any(getattr(d, "multithreaded_by_default", False) or
+                                isinstance(d, (image.ImageDeserializer, image.Base64ImageDeserializer))
+                                for d in self.deserializers)
         self.multithreaded = bool(multithreaded)
         self._pool = None
         self._cache = collections.OrderedDict()
@@ -191,8 +194,9 @@ class Corpus:
             s = self.chunk(cid, sweep).sizes
         return s
 
-    def set_cache_limit(self, n):
-        self._cache_limit = max(int(n), 2)
+    def ensure_cache(self, n):
+        """Keeps at least ``n`` chunks loaded."""
+        self._cache_limit = max(self._cache_limit, int(n))
 
     def _load(self, cid, sweep):
         d0 = self.deserializers[0]

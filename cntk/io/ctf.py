@@ -17,6 +17,25 @@ from . import ctf_parse
 
 CHUNK_SIZE = 32 * 1024 * 1024      # bytes per chunk, as CNTK's text reader
 _READ_BLOCK = 16 * 1024 * 1024
+_PIECE = 2 * 1024 * 1024           # bytes parsed at once
+
+
+def _vstack(arrays, sparse):
+    """The rows of several dense arrays, or CSR matrices, one after the other."""
+    if len(arrays) == 1:
+        return arrays[0]
+    if not sparse:
+        return np.concatenate(arrays)
+    import scipy.sparse
+    offsets = np.cumsum([0] + [m.nnz for m in arrays[:-1]])
+    indptr = np.concatenate([arrays[0].indptr[:1]] + [m.indptr[1:] + o for m, o in zip(arrays, offsets)])
+    out = scipy.sparse.csr_matrix((np.concatenate([m.data for m in arrays]),
+                                   np.concatenate([m.indices for m in arrays]), indptr),
+                                  shape=(sum(m.shape[0] for m in arrays), arrays[0].shape[1]))
+    if all(m.has_canonical_format for m in arrays):
+        out.has_sorted_indices = True
+        out.has_canonical_format = True
+    return out
 
 
 def _line_id(line):
@@ -27,7 +46,7 @@ def _line_id(line):
 
 class CTFDeserializer(Deserializer):
     """Reads a CTF file. ``streams``: ``StreamDefs(name=StreamDef(field=<name in the file>,
-    shape=<dim>, is_sparse=...))``. Malformed lines raise ``DataError`` naming the file, the
+    shape=<dim>, is_sparse=...))`` (or a list of ``StreamConfiguration``). Malformed lines raise ``DataError`` naming the file, the
     line number and the problem (or are skipped within the source's ``max_errors``).
 
     ``chunk_size`` (bytes, default 32 MB as CNTK) sets the unit of randomization and of
@@ -36,6 +55,8 @@ class CTFDeserializer(Deserializer):
 
     def __init__(self, filename, streams, chunk_size=CHUNK_SIZE):
         filename = os.fspath(filename)
+        if isinstance(streams, (list, tuple)):      # StreamConfiguration objects (CNTK's older form)
+            streams = {sc["name"]: sc for sc in streams}
         if not streams:
             raise ValueError("CTFDeserializer(%r): no streams declared" % filename)
         self.filename = filename
@@ -184,33 +205,84 @@ class CTFDeserializer(Deserializer):
         if not 0 <= chunk_id < len(self._chunks):
             raise IndexError("CTFDeserializer(%r): chunk %d of %d" % (self.filename, chunk_id, len(self._chunks)))
         data = self._read(chunk_id)
-        first_line = self._chunks[chunk_id][2]
-        blk = ctf_parse.parse_block(data, self._parse_streams, self._has_ids, first_line)
-        if len(blk.bad_lines):
-            blk = self._skip_bad(data, blk, first_line)
-        if len(blk.short_lines):
+        line = first_line = self._chunks[chunk_id][2]
+        blocks, short, short_at, unknown_at = [], 0, None, None
+        # parse in pieces of whole sequences: numpy's temporaries then stay small enough to be
+        # reused from the heap instead of being mapped (and page-faulted) afresh every time
+        for a, b in self._pieces(data):
+            piece = data[a:b]
+            blk = ctf_parse.parse_block(piece, self._parse_streams, self._has_ids, line)
+            if len(blk.bad_lines):
+                blk = self._skip_bad(piece, blk, line)
+            if len(blk.short_lines):
+                short += len(blk.short_lines)
+                short_at = short_at if short_at is not None else line + int(blk.short_lines[0])
+            if len(blk.unknown_lines) and unknown_at is None:
+                i = int(blk.unknown_lines[0])
+                unknown_at = piece[blk.line_starts[i]:blk.line_ends[i]]
+            blocks.append(blk)
+            line += piece.count(b"\n")
+        if short:
             emit_warning("%s: %d dense sample(s) have fewer values than the stream dimension and are zero-filled "
-                          "(first at line %d)" % (self.filename, len(blk.short_lines), first_line + blk.short_lines[0] + 1))
-        if len(blk.unknown_lines):
-            missing = [key for key, fb, *_ in self._defs if blk.streams[fb][0].shape[0] == 0]
-            if missing:
-                line = data[blk.line_starts[blk.unknown_lines[0]]:blk.line_ends[blk.unknown_lines[0]]]
-                fields = sorted({seg.split()[0].decode("latin-1") for seg in line.split(b"|")[1:]
-                                 if seg[:1] > b" " and not seg.startswith(b"#")})
-                emit_warning("%s: stream(s) %s have no samples in lines %d-%d, which hold fields %s; check the field "
-                              "names of the StreamDefs" % (self.filename, ", ".join(repr(m) for m in missing),
-                                                          first_line + 1, first_line + len(blk.line_starts),
-                                                          ", ".join(fields)))
+                         "(first at line %d)" % (self.filename, short, short_at + 1))
         out = {}
         for key, fb, shape, dim, sp, _ in self._defs:
-            arr, lengths = blk.streams[fb]
+            parts = [blk.streams[fb] for blk in blocks]
+            arr = _vstack([p[0] for p in parts], sp)
+            lengths = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
             if not sp and len(shape) > 1:
                 arr = arr.reshape((arr.shape[0],) + shape)
             out[key] = PackedSequences(arr, lengths)
-        res = (out, blk.keys)
+        keys = np.concatenate([blk.keys for blk in blocks]) if len(blocks) > 1 else blocks[0].keys
+        if unknown_at is not None:
+            missing = [key for key, *_ in self._defs if out[key].data.shape[0] == 0]
+            if missing:
+                fields = sorted({seg.split()[0].decode("latin-1") for seg in unknown_at.split(b"|")[1:]
+                                 if seg[:1] > b" " and not seg.startswith(b"#")})
+                emit_warning("%s: stream(s) %s have no samples in lines %d-%d, which hold fields %s; check the field "
+                             "names of the StreamDefs" % (self.filename, ", ".join(repr(m) for m in missing),
+                                                         first_line + 1, line, ", ".join(fields)))
+        res = (out, keys)
         with self._lock:
             self._last = (chunk_id, res)
         return res
+
+    def _pieces(self, data):
+        """(start, end) byte ranges of about ``_PIECE`` bytes, each holding whole sequences."""
+        n = len(data)
+        cuts, pos = [0], 0
+        while n - pos > _PIECE * 3 // 2:
+            c = self._next_start(data, pos + _PIECE)
+            if c >= n:
+                break
+            cuts.append(c)
+            pos = c
+        cuts.append(n)
+        return list(zip(cuts[:-1], cuts[1:]))
+
+    def _next_start(self, data, target):
+        """The first line start at or after ``target`` that begins a new sequence (or len(data))."""
+        c = data.find(b"\n", target - 1)
+        if c < 0:
+            return len(data)
+        c += 1
+        if not self._has_ids:
+            return c
+        prev, e = b"", c - 1
+        while e > 0 and not prev:          # the id in effect before c
+            s = data.rfind(b"\n", 0, e) + 1
+            prev = _line_id(data[s:e])
+            e = s - 1
+        while c < len(data):
+            e = data.find(b"\n", c)
+            e = len(data) if e < 0 else e
+            lid = _line_id(data[c:e])
+            if lid and lid != prev:
+                return c
+            if lid:
+                prev = lid
+            c = e + 1
+        return len(data)
 
     def _message(self, line_no, line):
         try:

@@ -257,6 +257,21 @@ def _parse_index_matrix(MT):
 
 def parse_indices(buf, starts, ends):
     """Non-negative integers (digits only) in the spans. Returns (int64 values, ok mask)."""
-    v, ok = _parse_spans(buf, starts, ends, _parse_index_matrix, INDEX_RE, int)
-    ok &= v < 2.0 ** 62
-    return np.where(ok, v, 0).astype(np.int64), ok
+    n = len(starts)
+    L = ends - starts
+    W = int(L.max()) if n else 0
+    if W > 18:      # too long for int64: the general path (which rejects them)
+        v, ok = _parse_spans(buf, starts, ends, _parse_index_matrix, INDEX_RE, int)
+        ok &= v < 2.0 ** 62
+        return np.where(ok, v, 0).astype(np.int64), ok
+    # right-aligned: digit j counted from the end weighs 10**j
+    ok = L > 0
+    v = np.zeros(n, dtype=np.int64)
+    pos = ends.astype(np.int64) - 1
+    for j in range(W):
+        inside = pos >= starts
+        d = np.take(buf, np.maximum(pos, 0)) - np.uint8(48)
+        ok &= ~inside | (d < 10)
+        v += np.where(inside, d.astype(np.int64) * 10 ** j, 0)
+        pos -= 1
+    return np.where(ok, v, 0), ok

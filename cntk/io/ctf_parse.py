@@ -241,6 +241,13 @@ def _parse(data, n, streams, has_ids, first_line):
             dup = lk[1:] == lk[:-1]
             bad[lk[1:][dup]] = True
 
+    # blank the ids (already parsed) and lines without '|', so that every token lies in a field
+    pre_e = np.where(nobar, nl, fb)
+    plen = pre_e - ls
+    total = int(plen.sum())
+    if total:
+        B[np.arange(total, dtype=np.int64) + np.repeat(ls - (np.cumsum(plen) - plen), plen)] = 32
+
     # tokens: runs of bytes > 32; '|' and ':' always start a new token, so a field's first
     # token is its '|name' and a sparse entry 'i:v' is the two tokens 'i' and ':v'
     sep = Bm <= 32
@@ -250,12 +257,11 @@ def _parse(data, n, streams, has_ids, first_line):
         tok_s = np.concatenate(([0], tok_s))
     tok_e = np.flatnonzero((sep[1:] | brk[1:]) & ~sep[:-1]) + 1
     c0 = B[tok_s]
-    tok_bar = np.cumsum(c0 == 124) - 1                   # the field (bar) of each token
-    tb = np.maximum(tok_bar, 0)
-    value_tok = (tok_bar >= 0) & (c0 != 124) & (tok_s < field_end[tb]) & (bar_stream[tb] >= 0)
-    vt = np.flatnonzero(value_tok)
-    tok_s, tok_e, tok_f, c0 = tok_s[vt], tok_e[vt], tok_bar[vt], c0[vt]
+    is_bar_tok = c0 == 124
+    tok_f = np.cumsum(is_bar_tok) - 1                    # the field (bar) of each token
+    # the stream of each value token; -1 for '|name' tokens, comments and undeclared streams
     tok_k = bar_stream[tok_f]
+    tok_k[is_bar_tok | (tok_f < 0)] = -1
 
     short_fields = np.zeros(len(bars), dtype=bool)
     out = {}
@@ -268,23 +274,33 @@ def _parse(data, n, streams, has_ids, first_line):
         row = rank[tf]
         ntok = np.bincount(row, minlength=len(fk)) if len(row) else np.zeros(len(fk), np.int64)
         if is_sparse:
-            # tokens alternate index, ':value' (adjacent) within each field
-            pos_in_field = np.arange(len(sel)) - np.repeat(np.cumsum(ntok) - ntok, ntok)
-            odd = (pos_in_field & 1).astype(bool)
+            # tokens alternate index, ':value' within each field, each value right after its index
             colon = ck == 58
-            okt = colon == odd
-            nxt_s = np.append(s_[1:], -1)
-            okt[~odd] &= (nxt_s[~odd] == e_[~odd])       # the ':value' follows right after the index
-            ii = np.flatnonzero(~odd)                     # index tokens; their value follows
-            iv = np.minimum(ii + 1, max(len(sel) - 1, 0))
-            paired = (ii + 1 < len(sel)) & odd[iv] if len(sel) else np.zeros(0, dtype=bool)
-            okt[ii[~paired]] = False
+            ii = np.flatnonzero(~colon)                   # index tokens
+            iv = np.flatnonzero(colon)                    # ':value' tokens
+            if len(ii) == len(iv) and np.array_equal(iv, ii + 1):
+                paired = (tf[ii] == tf[iv]) & (e_[ii] == s_[iv])
+                okt = np.ones(len(sel), dtype=bool)
+                okt[ii] = paired
+            else:       # some entry is not 'index:value': find the tokens out of step
+                nxt = np.append(ii + 1, 0)[:len(ii)]
+                nxt_c = np.zeros(len(ii), dtype=bool)
+                inr = nxt < len(sel)
+                nxt_c[inr] = colon[nxt[inr]]
+                paired = nxt_c & (tf[ii] == tf[np.minimum(nxt, len(sel) - 1)]) & \
+                    (e_[ii] == s_[np.minimum(nxt, len(sel) - 1)])
+                okt = np.ones(len(sel), dtype=bool)
+                okt[ii] = paired
+                prev_ok = np.zeros(len(sel), dtype=bool)
+                prev_ok[ii[paired] + 1] = True
+                okt[colon & ~prev_ok] = False             # a ':value' without its index
+                iv = np.minimum(ii + 1, max(len(sel) - 1, 0))
             idx, ok_i = parse_indices(B, s_[ii], e_[ii])
             val, ok_v = parse_numbers(B, s_[iv] + 1, e_[iv])
             val32 = val.astype(np.float32)
             ok_pair = paired & ok_i & ok_v & (idx < dim) & np.isfinite(val32)
             okt[ii[~ok_pair]] = False
-            counts = ntok // 2
+            counts = np.bincount(row[ii], minlength=len(fk)) if len(ii) else np.zeros(len(fk), np.int64)
             out[k] = ("sparse", fk, row[ii], counts, idx, val32)
         else:
             val, okt = parse_numbers(B, s_, e_)

@@ -15,8 +15,10 @@ Contract
     numpy array ``(T, *shape)`` or, for sparse streams, a ``scipy.sparse.csr_matrix`` ``(T, dim)``
     (T may differ between streams of one sequence, and may be 0). Also accepted (CNTK's
     ``UserDeserializer`` forms): one ndarray ``(N, *shape)`` or one CSR matrix ``(N, dim)``, which
-    means N sequences of one sample each. Must return the same data every time it is called
-    with the same id (the source may load a chunk more than once).
+    means N sequences of one sample each; and, fastest for many short sequences,
+    ``PackedSequences(data, lengths)``: all samples of the chunk back to back plus one length
+    per sequence. Must return the same data every time it is called with the same id (the
+    source may load a chunk more than once).
     A deserializer whose ``get_chunk`` takes a ``sweep`` keyword (random transforms that change
     from sweep to sweep) is passed the sweep being read, and its chunks are cached per sweep.
 ``sequence_keys(chunk_id)``

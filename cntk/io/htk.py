@@ -139,13 +139,13 @@ def _as_list(value):
 
 
 def _parse_scp(scp_file):
-    """``[_ScpEntry]`` of an SCP file; ``...`` at a path's start means the SCP file's folder."""
+    """``[_ScpEntry]`` of an SCP file; ``...`` in a path stands for the SCP file's folder."""
     try:
         with open(scp_file, "r", encoding="utf-8", errors="replace") as f:
             lines = f.read().split("\n")
     except OSError as e:
         raise DataError("HTKFeatureDeserializer: cannot open SCP file %r: %s" % (scp_file, e.strerror or e)) from None
-    folder = os.path.dirname(scp_file)
+    folder = os.path.dirname(scp_file) or "."
     entries = []
     for number, line in enumerate(lines, 1):
         line = line.strip()

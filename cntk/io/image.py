@@ -3,10 +3,12 @@
 
 Both produce an image stream of ``(C, H, W)`` float32 pixels in BGR channel order with values
 0-255, as CNTK (OpenCV) does, and an optional one-hot sparse label stream. Images are decoded
-with OpenCV when it is installed (CNTK's own decoder) and with Pillow otherwise, in a thread
-pool, several images per chunk. Transforms (``cntk.io.transforms``) run in list order with a
-random generator seeded from the image's position, its multiview copy and the sweep, so a
-given read is reproducible.
+with OpenCV when it is installed (CNTK's own decoder) and with Pillow otherwise. As in CNTK
+every image is its own chunk, and ``MinibatchSource`` decodes the chunks of a randomization
+window on worker threads. Transforms (``cntk.io.transforms``) run in list order with a random
+generator seeded from the image's position, its multiview copy and the sweep (which
+``MinibatchSource`` passes to ``get_chunk``), so augmentation changes from sweep to sweep and
+every read is reproducible.
 """
 
 import base64
@@ -14,6 +16,7 @@ import io
 import os
 import threading
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -40,7 +43,10 @@ def _pixels_from_pil(data, grayscale):
         im = ImageOps.exif_transpose(im)          # OpenCV's imread applies EXIF orientation
         if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
             # OpenCV reduces 16-bit images to 8 bits by dropping the low byte
-            gray = (np.asarray(im, dtype=np.int64) >> 8).clip(0, 255).astype(np.uint8)
+            values = np.asarray(im, dtype=np.int64)
+            if im.mode != "I" or values.max(initial=0) > 255:
+                values = values >> 8
+            gray = values.clip(0, 255).astype(np.uint8)
             return gray[..., None] if grayscale else np.repeat(gray[..., None], 3, axis=2)
         if grayscale:
             return np.asarray(im.convert("L"))[..., None]
@@ -156,7 +162,6 @@ class _ImageDeserializerBase(Deserializer):
 
     def get_chunk(self, chunk_id, sweep=0):
         """The chunk's images and labels; ``sweep`` varies the random transforms per sweep."""
-        import scipy.sparse as sp   # optional dependency, needed for sparse streams
         if not 0 <= chunk_id < len(self._chunks):
             raise IndexError("%s: chunk %r out of range (have %d)" % (self._who, chunk_id, len(self._chunks)))
         if self._hwc is None:
@@ -183,6 +188,7 @@ class _ImageDeserializerBase(Deserializer):
         data = np.concatenate(images) if n else np.zeros((0, c, h, w), np.float32)
         out = {self._image_name: PackedSequences(data, ones)}
         if self._label_name is not None:
+            import scipy.sparse as sp   # optional dependency, needed for the sparse labels
             onehot = sp.csr_matrix((np.ones(n, np.float32), np.asarray(labels, np.int64), np.arange(n + 1)),
                                    shape=(n, self._num_labels))
             out[self._label_name] = PackedSequences(onehot, ones)
@@ -350,6 +356,8 @@ class ImageDeserializer(_ImageDeserializerBase):
                 return zf.read(member)
             except KeyError:
                 raise ValueError("zip archive %r has no member %r" % (archive, member)) from None
+            except (zipfile.BadZipFile, zlib.error, OSError) as e:
+                raise ValueError("cannot read %r from zip archive %r: %s" % (member, archive, e)) from None
 
 
 class Base64ImageDeserializer(_ImageDeserializerBase):

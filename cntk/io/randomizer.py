@@ -65,6 +65,7 @@ class Randomizer:
         order = self.chunk_order(sweep)
         end = self.window_end(sweep, start)
         cids = [int(c) for c in order[start:end]]
+        self.corpus.ensure_cache(len(cids) + 2)     # the whole window stays loaded while in use
         self.corpus.preload(cids, sweep)
         sizes = [self.corpus.sizes(c, sweep) for c in cids]
         chunk = np.concatenate([np.full(len(s), c, dtype=np.int64) for c, s in zip(cids, sizes)])

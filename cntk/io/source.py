@@ -107,7 +107,6 @@ class MinibatchSource:
         self._lock = threading.Lock()
         self._pending = None
         self._executor = None
-        self._checked = False
 
     # -- streams ----------------------------------------------------------------------------------
     def stream_infos(self):
@@ -200,10 +199,12 @@ class MinibatchSource:
         """(parts, new state): the minibatch at ``state`` as {stream name: MinibatchData}."""
         if self._truncation:
             return self._assemble_bptt(state, M, K, r)
+        crossed = False
         while True:
             units, eos, taken = self._take(state, M)
             if units is None:
                 return {}, state
+            crossed = crossed or eos
             chunk, index, pos, sweep = units
             if K > 1:
                 if self._rand.randomize and self._corpus.num_chunks >= K:
@@ -211,8 +212,9 @@ class MinibatchSource:
                 else:
                     keep = pos % K == r
                 chunk, index, sweep = chunk[keep], index[keep], sweep[keep]
-            if len(chunk):
+            if len(chunk):      # else this worker has no share of that global minibatch: take the next
                 break
+        eos = crossed
         parts = {}
         for name, p in self._gather(chunk, index, sweep).items():
             si = self._streams[name]

@@ -9,6 +9,7 @@ replicated borders, the same interpolation kernels) because CNTK's numbers come 
 Randomness comes from the ``numpy.random.Generator`` the deserializer passes per image.
 """
 
+import functools
 import math
 import xml.etree.ElementTree as ET
 
@@ -225,33 +226,34 @@ def _resize_taps(src, dst, interpolation):
     return np.clip(idx, 0, src - 1), w   # replicated border
 
 
-def _resize_axis(image, size, axis, interpolation):
-    idx, w = _resize_taps(image.shape[axis], size, interpolation)
-    if idx.shape[1] == 1:
-        return np.take(image, idx[:, 0], axis=axis)
-    shape = [1] * image.ndim
-    shape[axis] = size
-    out = None
-    for k in range(idx.shape[1]):
-        term = np.take(image, idx[:, k], axis=axis) * w[:, k].reshape(shape)
-        out = term if out is None else out + term
-    return out
+@functools.lru_cache(maxsize=64)
+def _resize_matrix(src, dst, interpolation):
+    """OpenCV's resize along one axis as a sparse (dst, src) float32 matrix."""
+    import scipy.sparse as sp   # optional dependency of the image reader
+    idx, w = _resize_taps(src, dst, interpolation)
+    rows = np.repeat(np.arange(dst), idx.shape[1])
+    # taps clamped onto the same border pixel add up, as OpenCV's replicated border does
+    return sp.csr_matrix((w.ravel().astype(np.float32), (rows, idx.ravel())), shape=(dst, src))
 
 
 def resize(image, width, height, interpolation="linear"):
     """``cv::resize`` of an ``(H, W, C)`` image to ``(height, width)``: uint8 stays uint8
     (rounded and saturated, as OpenCV does), float stays float32."""
-    if image.shape[0] == height and image.shape[1] == width:
+    h, w, c = image.shape
+    if h == height and w == width:
         return image.copy()
     if interpolation == "nearest":
-        rows = _resize_taps(image.shape[0], height, "nearest")[0][:, 0]
-        cols = _resize_taps(image.shape[1], width, "nearest")[0][:, 0]
+        rows = _resize_taps(h, height, "nearest")[0][:, 0]
+        cols = _resize_taps(w, width, "nearest")[0][:, 0]
         return image[rows][:, cols]
-    work = image.astype(np.float64)
-    out = _resize_axis(_resize_axis(work, width, 1, interpolation), height, 0, interpolation)
+    # columns first, then rows, as OpenCV does: two sparse products over the other axes
+    t = np.ascontiguousarray(image.transpose(1, 0, 2), dtype=np.float32).reshape(w, h * c)
+    t = (_resize_matrix(w, width, interpolation) @ t).reshape(width, h, c)
+    t = np.ascontiguousarray(t.transpose(1, 0, 2)).reshape(h, width * c)
+    out = (_resize_matrix(h, height, interpolation) @ t).reshape(height, width, c)
     if image.dtype == np.uint8:
         return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
-    return out.astype(np.float32)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 class Scale(ImageTransform):
@@ -412,13 +414,14 @@ def mean(filename):
 
 def _saturate(image, ratio):
     """Scales HSV saturation by ``ratio`` (capped at 1) keeping hue and value, as OpenCV's
-    BGR->HSV->BGR round trip does: each channel moves along the line to the pixel's max."""
-    v = image.max(axis=2, keepdims=True)
-    lo = image.min(axis=2, keepdims=True)
+    BGR->HSV->BGR round trip does: each channel moves along the line to the pixel's maximum,
+    ``c' = v - (v - c) * min(ratio, v / (v - min))``."""
+    b, g, r = image[..., 0], image[..., 1], image[..., 2]
+    v = np.maximum(np.maximum(b, g), r)
+    spread = v - np.minimum(np.minimum(b, g), r)
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.where(v > 0, (v - lo) / v, 0.0)
-        s_new = np.minimum(s * ratio, 1.0)
-        factor = np.where(s > 0, s_new / s, 1.0)
+        factor = np.where(spread > 0, np.minimum(np.float32(ratio), v / spread), np.float32(1))
+    v, factor = v[..., None], factor[..., None].astype(np.float32)
     return (v - (v - image) * factor).astype(np.float32)
 
 

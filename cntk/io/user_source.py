@@ -110,7 +110,11 @@ class MinibatchSourceFromData(UserMinibatchSource):
             else:
                 value = arg
             if isinstance(value, Value):
-                value = value.as_sequences() if is_seq else value.asarray()
+                held = getattr(value, "_sparse", None)
+                if held is not None and not isinstance(held, list) and not is_seq:
+                    value = held            # a sparse batch stays sparse
+                else:
+                    value = value.as_sequences() if is_seq else value.asarray()
             sparse = hasattr(value, "tocsr") and hasattr(value, "nnz")
             if is_seq:
                 if not isinstance(value, (list, tuple)) or not value:

@@ -1,21 +1,24 @@
 """Building blocks that are not used in a layered fashion: ``identity``, ``ForwardDeclaration``,
-the recurrent step functions ``LSTM``, ``GRU`` and ``RNNStep`` (alias ``RNNUnit``), plus the
-block-function helper and initializer plumbing the layers share."""
+``Stabilizer``, the recurrent step functions ``LSTM``, ``GRU`` and ``RNNStep`` (alias ``RNNUnit``),
+plus the block-function, default-option and initializer plumbing the layers share."""
 
 import warnings
 
 import numpy as np
 
-from ..ops import combine, alias, placeholder, as_block, times, slice as _slice, sigmoid, tanh, relu
+from ..ops import (combine, alias, placeholder, as_block, times, slice as _slice, sigmoid, tanh, relu,
+                   softplus as _softplus)
 from ..ops.functions import Function, BlockFunction, _as_variable
 from ..variables import Parameter, Constant
 from .. import initializer as _initializer
 from ..initializer import glorot_uniform
-from ..default_options import default_options, default_options_for, default_override_or, get_default_override
+from ..default_options import (default_options, default_options_for, default_override_or, get_default_override,
+                               is_default_override)
 
-__all__ = ["identity", "BlockFunction", "Function", "default_options", "default_options_for",
-           "default_override_or", "get_default_override", "Parameter", "Constant", "ForwardDeclaration",
-           "LSTM", "GRU", "RNNStep", "RNNUnit"]
+__all__ = ["identity", "ForwardDeclaration", "Stabilizer", "LSTM", "GRU", "RNNStep", "RNNUnit",
+           "BlockFunction", "Function", "default_options", "default_options_for", "default_override_or",
+           "get_default_override", "is_default_override", "Parameter", "Constant", "glorot_uniform",
+           "placeholder", "combine", "alias", "times", "slice", "sigmoid", "tanh", "softplus", "InferredDimension"]
 
 _INFERRED = (-1,)   # a dimension inferred at first use
 
@@ -35,6 +38,12 @@ def _as_tuple(x):
     if isinstance(x, (tuple, list)):
         return tuple(int(d) for d in x)
     return (int(x),)
+
+
+def _resolved(factory, **options):
+    """The values of ``factory``'s ``default_override_or`` options (in the order given), each
+    looked up in the enclosing ``default_options`` scopes that apply to ``factory``."""
+    return tuple(get_default_override(factory, **{k: v}) for k, v in options.items())
 
 
 def _initializer_for(init, rank_params=None):
@@ -75,14 +84,6 @@ def _block(op_name, name, body, arg_names=("x",)):
     return as_block(out, list(zip(used, outer)), op_name, name or "")
 
 
-def _apply_checked(layer_name, fn, x):
-    """Apply ``fn`` to ``x``; engine errors are re-raised naming the layer."""
-    try:
-        return fn(x)
-    except (ValueError, TypeError) as e:
-        raise type(e)("%s: %s" % (layer_name, e)) from e
-
-
 def ForwardDeclaration(name='forward_declaration'):
     """A placeholder with a ``resolve_to(var)`` method that binds it to ``var`` (closing a
     hand-written recurrent loop)."""
@@ -96,6 +97,21 @@ def ForwardDeclaration(name='forward_declaration'):
         Function(var._owner.outputs).replace_placeholders({var_fwd: var})
     var_fwd.resolve_to = resolve_to
     return var_fwd
+
+
+def Stabilizer(steepness=4, enable_self_stabilization=default_override_or(True), name=''):
+    """Self-stabilization ``beta * x`` with a learnable scalar beta = softplus(alpha, steepness),
+    alpha initialised so that beta starts at 1. The identity when disabled."""
+    enable_self_stabilization = get_default_override(Stabilizer, enable_self_stabilization=enable_self_stabilization)
+    if not enable_self_stabilization:
+        return identity
+    init_param = np.log(np.exp(steepness) - 1) / steepness
+    param = Parameter((), init=init_param, name='alpha')
+    beta = _softplus(param, steepness=steepness)
+
+    def stabilize(x):
+        return beta * x
+    return _block('Stabilizer', name, stabilize)
 
 
 def _get_initial_state_or_default(initial_state):
@@ -123,7 +139,6 @@ def _RecurrentBlock(kind, shape, cell_shape, activation, use_peepholes, init, in
     b (G*cell,), W (inferred, G*cell), H (shape, G'*cell), GRU's H1 (shape, cell), peepholes
     Ci/Cf/Co (cell,), projection P (cell, shape); gates stacked as LSTM [i, candidate, f, o],
     GRU [z, r, candidate]."""
-    from .layers import Stabilizer     # (layers.py imports this module)
     has_projection = cell_shape is not None
     shape = _as_tuple(shape)
     cell_shape = _as_tuple(cell_shape) if cell_shape is not None else shape
@@ -194,29 +209,30 @@ def _RecurrentBlock(kind, shape, cell_shape, activation, use_peepholes, init, in
     return f
 
 
+def _recurrent_step(factory, kind, shape, cell_shape, activation, use_peepholes, init, init_bias,
+                    enable_self_stabilization, name):
+    """The block of an LSTM/GRU/RNNStep factory, its options resolved against ``factory``'s scopes."""
+    activation, use_peepholes, init, init_bias, enable_self_stabilization = _resolved(
+        factory, activation=activation, use_peepholes=use_peepholes, init=init, init_bias=init_bias,
+        enable_self_stabilization=enable_self_stabilization)
+    return _RecurrentBlock(kind, shape, cell_shape, activation, use_peepholes, init, init_bias,
+                           enable_self_stabilization, name)
+
+
 def LSTM(shape, cell_shape=None, activation=default_override_or(tanh), use_peepholes=default_override_or(False),
          init=default_override_or(glorot_uniform()), init_bias=default_override_or(0),
          enable_self_stabilization=default_override_or(False), name=''):
     """One LSTM step ``(dh, dc, x) -> (h, c)`` for use inside ``Recurrence``. With ``cell_shape``
     the cell has that dimension and h is projected to ``shape``; ``use_peepholes`` adds the
     peephole connections; ``enable_self_stabilization`` stabilizes the recurrent inputs."""
-    activation = get_default_override(LSTM, activation=activation)
-    use_peepholes = get_default_override(LSTM, use_peepholes=use_peepholes)
-    init = get_default_override(LSTM, init=init)
-    init_bias = get_default_override(LSTM, init_bias=init_bias)
-    enable_self_stabilization = get_default_override(LSTM, enable_self_stabilization=enable_self_stabilization)
-    return _RecurrentBlock('LSTM', shape, cell_shape, activation, use_peepholes, init, init_bias,
+    return _recurrent_step(LSTM, 'LSTM', shape, cell_shape, activation, use_peepholes, init, init_bias,
                            enable_self_stabilization, name)
 
 
 def GRU(shape, cell_shape=None, activation=default_override_or(tanh), init=default_override_or(glorot_uniform()),
         init_bias=default_override_or(0), enable_self_stabilization=default_override_or(False), name=''):
     """One GRU step ``(dh, x) -> h`` for use inside ``Recurrence``."""
-    activation = get_default_override(GRU, activation=activation)
-    init = get_default_override(GRU, init=init)
-    init_bias = get_default_override(GRU, init_bias=init_bias)
-    enable_self_stabilization = get_default_override(GRU, enable_self_stabilization=enable_self_stabilization)
-    return _RecurrentBlock('GRU', shape, cell_shape, activation, False, init, init_bias,
+    return _recurrent_step(GRU, 'GRU', shape, cell_shape, activation, False, init, init_bias,
                            enable_self_stabilization, name)
 
 
@@ -224,11 +240,7 @@ def RNNStep(shape, cell_shape=None, activation=default_override_or(sigmoid),
             init=default_override_or(glorot_uniform()), init_bias=default_override_or(0),
             enable_self_stabilization=default_override_or(False), name=''):
     """One plain RNN step ``(dh, x) -> activation(x @ W + dh @ H + b)`` (sigmoid by default)."""
-    activation = get_default_override(RNNStep, activation=activation)
-    init = get_default_override(RNNStep, init=init)
-    init_bias = get_default_override(RNNStep, init_bias=init_bias)
-    enable_self_stabilization = get_default_override(RNNStep, enable_self_stabilization=enable_self_stabilization)
-    return _RecurrentBlock('RNNStep', shape, cell_shape, activation, False, init, init_bias,
+    return _recurrent_step(RNNStep, 'RNNStep', shape, cell_shape, activation, False, init, init_bias,
                            enable_self_stabilization, name)
 
 
@@ -236,11 +248,12 @@ def RNNUnit(shape, cell_shape=None, activation=default_override_or(sigmoid),
             init=default_override_or(glorot_uniform()), init_bias=default_override_or(0),
             enable_self_stabilization=default_override_or(False), name=''):
     """Deprecated name of ``RNNStep`` (same block; warns)."""
-    activation = get_default_override(RNNUnit, activation=activation)
-    init = get_default_override(RNNUnit, init=init)
-    init_bias = get_default_override(RNNUnit, init_bias=init_bias)
-    enable_self_stabilization = get_default_override(RNNUnit, enable_self_stabilization=enable_self_stabilization)
     warnings.warn("RNNUnit is deprecated; use RNNStep, which is identical except for its name",
                   DeprecationWarning, stacklevel=2)
-    return _RecurrentBlock('RNNStep', shape, cell_shape, activation, False, init, init_bias,
+    return _recurrent_step(RNNUnit, 'RNNStep', shape, cell_shape, activation, False, init, init_bias,
                            enable_self_stabilization, name)
+
+
+# Names CNTK's blocks module also exposes (through its imports), so ``from cntk.layers import *``
+# gives them. ``slice`` shadows Python's here, which this module does not use.
+from ..ops import slice, softplus, InferredDimension  # noqa: E402,F401

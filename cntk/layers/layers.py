@@ -5,14 +5,26 @@ pooling and unpooling, and the normalizations."""
 import numpy as np
 
 from .. import ops as _ops
-from ..ops import times, dropout as _dropout, alias
+from ..ops import (times, dropout as _dropout, alias, convolution as _convolution,
+                   convolution_transpose as _convolution_transpose, pooling as _pooling, unpooling as _unpooling,
+                   batch_normalization as _batch_normalization, reduce_mean as _reduce_mean, sqrt as _sqrt,
+                   slice as _slice, reshape as _reshape, MAX_POOLING as _MAX_POOLING, AVG_POOLING as _AVG_POOLING,
+                   MAX_UNPOOLING as _MAX_UNPOOLING)
 from ..initializer import glorot_uniform, SentinelValueForAutoSelectRandomSeed
 from ..variables import Parameter, Constant
-from ..ops.functions import Function
+from ..ops.functions import Function, _as_variable as _as_var
 from ..default_options import default_override_or, get_default_override, is_default_override
-from .blocks import identity, _block, _as_tuple, _initializer_for, _INFERRED
+from .blocks import identity, Stabilizer, _block, _as_tuple, _initializer_for, _resolved, _INFERRED
 
-__all__ = ["Dense", "Embedding", "Dropout", "Activation", "Label"]
+__all__ = ["Dense", "Embedding", "Dropout", "Activation", "Label", "Convolution", "Convolution1D", "Convolution2D",
+           "Convolution3D", "SequentialConvolution", "ConvolutionTranspose", "ConvolutionTranspose1D",
+           "ConvolutionTranspose2D", "ConvolutionTranspose3D", "MaxPooling", "AveragePooling", "GlobalMaxPooling",
+           "GlobalAveragePooling", "MaxUnpooling", "BatchNormalization", "LayerNormalization", "Stabilizer",
+           # what CNTK's module also exposes (its imports), so that ``from cntk.layers import *`` gives them
+           "Parameter", "Constant", "Variable", "Record", "SentinelValueForAutoSelectRandomSeed", "parameter",
+           "input", "placeholder", "combine", "times", "element_times", "convolution", "convolution_transpose",
+           "pooling", "unpooling", "batch_normalization", "dropout", "splice", "reshape", "softmax", "tanh",
+           "reduce_sum", "reduce_mean", "sqrt"]
 
 
 def _default_dtype():
@@ -26,10 +38,8 @@ def Dense(shape, activation=default_override_or(identity), init=default_override
     """Fully connected layer ``activation(x @ W + b)``. W has shape (input dims...) + shape, the
     input dims inferred at first use: all input axes by default, the last ``input_rank`` ones, or
     all but the first ``map_rank`` ones."""
-    activation = get_default_override(Dense, activation=activation)
-    init = get_default_override(Dense, init=init)
-    bias = get_default_override(Dense, bias=bias)
-    init_bias = get_default_override(Dense, init_bias=init_bias)
+    activation, init, bias, init_bias = _resolved(Dense, activation=activation, init=init, bias=bias,
+                                                  init_bias=init_bias)
 
     output_shape = _as_tuple(shape)
     if input_rank is not None and map_rank is not None:
@@ -126,22 +136,7 @@ def Label(name):
     return label
 
 
-# ===========================================================================================
-# Convolution, pooling and normalization layers
-# ===========================================================================================
-
-from ..ops import (convolution as _convolution, convolution_transpose as _convolution_transpose,
-                   pooling as _pooling, unpooling as _unpooling, batch_normalization as _batch_normalization,
-                   reduce_mean as _reduce_mean, sqrt as _sqrt, softplus as _softplus, slice as _slice,
-                   reshape as _reshape, MAX_POOLING as _MAX_POOLING, AVG_POOLING as _AVG_POOLING,
-                   MAX_UNPOOLING as _MAX_UNPOOLING)
-from ..ops.functions import _as_variable as _as_var
-
-__all__ += ["Convolution", "Convolution1D", "Convolution2D", "Convolution3D", "SequentialConvolution",
-            "ConvolutionTranspose", "ConvolutionTranspose1D", "ConvolutionTranspose2D", "ConvolutionTranspose3D",
-            "MaxPooling", "AveragePooling", "GlobalMaxPooling", "GlobalAveragePooling", "MaxUnpooling",
-            "BatchNormalization", "LayerNormalization", "Stabilizer"]
-
+# -- convolution, pooling and normalization layers ------------------------------------------
 
 def _pad_to_shape(layer, filter_shape, param, what):
     """A per-spatial-axis option: a scalar (or 1-tuple) repeated over the filter's axes."""
@@ -156,12 +151,6 @@ def _pad_to_shape(layer, filter_shape, param, what):
     return (param,) * len(filter_shape)
 
 
-def _check_sharing(layer, sharing):
-    if not all(sharing):
-        raise ValueError("%s: sharing=%r: a separate kernel per position (sharing=False) is not supported"
-                         % (layer, sharing))
-
-
 def _num_filters(layer, num_filters):
     """num_filters as a shape: () (None or ()) for scalar output items, else a 1-tuple."""
     num_filters = _as_tuple(num_filters)
@@ -170,6 +159,24 @@ def _num_filters(layer, num_filters):
     if num_filters and num_filters[0] < 1:
         raise ValueError("%s: num_filters must be positive; got %r" % (layer, num_filters[0]))
     return num_filters
+
+
+def _conv_options(layer, filter_shape, num_filters, pad, strides, sharing, dilation, reduction_rank):
+    """The checks every convolution layer makes; returns filter_shape, num_filters as a shape
+    (() for scalar output items) and pad, strides, sharing, dilation with one entry per filter axis."""
+    filter_shape = _as_tuple(filter_shape)
+    if not filter_shape:
+        raise ValueError("%s: filter_shape must not be empty" % layer)
+    if reduction_rank not in (0, 1):
+        raise ValueError("%s: reduction_rank must be 0 or 1; got %r" % (layer, reduction_rank))
+    num_filters = _num_filters(layer, num_filters)
+    pad, strides, sharing, dilation = (_pad_to_shape(layer, filter_shape, v, what) for v, what in
+                                       ((pad, 'pad'), (strides, 'strides'), (sharing, 'sharing'),
+                                        (dilation, 'dilation')))
+    if not all(sharing):
+        raise ValueError("%s: sharing=%r: a separate kernel per position (sharing=False) is not supported"
+                         % (layer, sharing))
+    return filter_shape, num_filters, pad, strides, sharing, dilation
 
 
 def _kernel_init(layer, init, kernel_layout, filter_shape, rank_params):
@@ -184,6 +191,33 @@ def _kernel_init(layer, init, kernel_layout, filter_shape, rank_params):
                              "a whole number of kernels of shape %s" % (layer, a.shape, filter_shape, kernel_layout))
         return a.reshape(kernel_layout)
     return _initializer_for(init, rank_params)
+
+
+def _conv_parameters(layer, init, kernel_layout, filter_shape, bias, init_bias, bias_shape):
+    """A convolution's kernel W (``kernel_layout``, one axis inferred; initialised with the
+    kernel's filter rank and output_rank=-1) and bias b (``bias_shape``, or None without bias)."""
+    W_init = _kernel_init(layer, init, kernel_layout, filter_shape,
+                          dict(filter_rank=len(filter_shape), output_rank=-1))
+    W = Parameter(getattr(W_init, 'shape', kernel_layout), init=W_init, name='W')
+    b = Parameter(bias_shape, init=init_bias, name='b') if bias else None
+    return W, b
+
+
+def _with_channel_axis(x, reduction_rank):
+    """The input with an emulated channel axis of size 1 when its items have none (reduction_rank=0)."""
+    return _reshape(x, (1,), begin_axis=0, end_axis=0) if reduction_rank == 0 else x
+
+
+def _conv_output(r, b, num_filters, activation):
+    """A convolution's result plus the bias, without the emulated output channel axis (scalar
+    output items), through the activation."""
+    if b is not None:
+        r = r + b
+    if num_filters == ():
+        r = _reshape(r, (), begin_axis=0, end_axis=1)
+    if activation is not None:
+        r = activation(r)
+    return r
 
 
 class _RankCheckedLayer(Function):
@@ -209,62 +243,59 @@ def _rank_checked(f, layer, reduction_rank, spatial_rank):
     return f
 
 
+def _conv_defaults(factory, activation, init, pad, bias, init_bias):
+    """A convolution factory's default_options-overridable arguments, resolved for ``factory``
+    (so that default_options_for(Convolution2D, ...) applies to Convolution2D only, as in CNTK)."""
+    return _resolved(factory, activation=activation, init=init, pad=pad, bias=bias, init_bias=init_bias)
+
+
+def _nd_filter_shape(layer, nd, filter_shape, pad, strides, dilation):
+    """The filter shape of an xD layer: a scalar (or 1-tuple) repeated over ``nd`` axes, else
+    exactly ``nd`` entries; pad, strides and dilation must be scalars or have 1 or ``nd`` entries."""
+    filter_shape = _as_tuple(filter_shape)
+    if len(filter_shape) == 1 and nd > 1:
+        filter_shape = filter_shape * nd
+    if len(filter_shape) != nd:
+        raise ValueError("%s: filter_shape must be a scalar or a %dD tuple, e.g. 3 or %r; got %r"
+                         % (layer, nd, (3,) * nd, filter_shape))
+    for what, v in (("pad", pad), ("strides", strides), ("dilation", dilation)):
+        if isinstance(v, (tuple, list)) and len(v) not in (1, nd):
+            raise ValueError("%s: %s must be a scalar or a %dD tuple; got %r" % (layer, what, nd, v))
+    return filter_shape
+
+
 def _convolution_layer(filter_shape, num_filters, sequential, activation, init, pad, strides, sharing, bias,
                        init_bias, reduction_rank, transpose_weight, dilation, groups, max_temp_mem_size_in_samples,
                        op_name, name):
     """The layer behind Convolution(1D/2D/3D) and SequentialConvolution, with resolved defaults."""
-    filter_shape = _as_tuple(filter_shape)
-    if not filter_shape:
-        raise ValueError("%s: filter_shape must not be empty" % op_name)
-    if reduction_rank not in (0, 1):
-        raise ValueError("%s: reduction_rank must be 0 or 1; got %r" % (op_name, reduction_rank))
+    filter_shape, num_filters, pad, strides, sharing, dilation = _conv_options(
+        op_name, filter_shape, num_filters, pad, strides, sharing, dilation, reduction_rank)
     groups = int(groups)
     if groups < 1:
         raise ValueError("%s: groups must be a positive integer; got %r" % (op_name, groups))
     if groups > 1 and reduction_rank == 0:
         raise ValueError("%s: groups > 1 requires an input channel axis (reduction_rank=1)" % op_name)
-    num_filters = _num_filters(op_name, num_filters)
     if groups > 1 and num_filters and num_filters[0] % groups:
         raise ValueError("%s: num_filters (%r) must be divisible by groups (%d)" % (op_name, num_filters[0], groups))
-    pad = _pad_to_shape(op_name, filter_shape, pad, 'pad')
-    strides = _pad_to_shape(op_name, filter_shape, strides, 'strides')
-    sharing = _pad_to_shape(op_name, filter_shape, sharing, 'sharing')
-    dilation = _pad_to_shape(op_name, filter_shape, dilation, 'dilation')
-    _check_sharing(op_name, sharing)
 
-    emulating_output_depth = num_filters == ()
-    out_channels = num_filters if not emulating_output_depth else (1,)
+    out_channels = num_filters or (1,)       # scalar output items: an emulated channel axis
     filter_rank = len(filter_shape)
-    kernel_layout = out_channels + _INFERRED + filter_shape   # (O, C_in/groups, *filter_shape)
-
-    W_init = _kernel_init(op_name, init, kernel_layout, filter_shape, dict(filter_rank=filter_rank, output_rank=-1))
-    W = Parameter(getattr(W_init, 'shape', kernel_layout), init=W_init, name='W')
-    # a sequential filter's first axis runs along time, which the output items do not have
-    b = Parameter(out_channels + (1,) * (filter_rank - bool(sequential)), init=init_bias, name='b') if bias else None
-
-    # per-axis options for (C, *spatial): the channel axis is never padded nor strided
-    conv_strides = (1,) + strides
-    conv_pad = (False,) + pad
-    conv_sharing = (True,) + sharing
-    conv_dilation = (1,) + dilation
+    # W is (O, C_in/groups, *filter_shape); a sequential filter's first axis runs along time,
+    # which the output items do not have, so b has one axis less
+    W, b = _conv_parameters(op_name, init, out_channels + _INFERRED + filter_shape, filter_shape, bias, init_bias,
+                            out_channels + (1,) * (filter_rank - bool(sequential)))
     flipped = list(range(2, 2 + filter_rank))
 
     def convolve(x):
-        if reduction_rank == 0:
-            x = _reshape(x, (1,), begin_axis=0, end_axis=0)   # an emulated channel axis
         # transpose_weight: a true convolution, i.e. correlation with the kernel reversed along its filter axes
         kernel = _slice(W, flipped, [0] * filter_rank, [0] * filter_rank, [-1] * filter_rank) \
             if transpose_weight else W
-        r = _convolution(kernel, x, strides=conv_strides, sharing=conv_sharing, auto_padding=conv_pad,
-                         sequential=sequential, dilation=conv_dilation, reduction_rank=1, groups=groups,
+        # per-axis options for (C, *spatial): the channel axis is never padded nor strided
+        r = _convolution(kernel, _with_channel_axis(x, reduction_rank), strides=(1,) + strides,
+                         sharing=(True,) + sharing, auto_padding=(False,) + pad, sequential=sequential,
+                         dilation=(1,) + dilation, reduction_rank=1, groups=groups,
                          max_temp_mem_size_in_samples=max_temp_mem_size_in_samples)
-        if b is not None:
-            r = r + b
-        if emulating_output_depth:
-            r = _reshape(r, (), begin_axis=0, end_axis=1)     # drop the emulated output channel axis
-        if activation is not None:
-            r = activation(r)
-        return r
+        return _conv_output(r, b, num_filters, activation)
 
     return _rank_checked(_block(op_name, name, convolve), op_name, reduction_rank, filter_rank - bool(sequential))
 
@@ -282,11 +313,7 @@ def Convolution(filter_shape, num_filters=None, sequential=False, activation=def
     axis runs along the sequence axis. ``transpose_weight=True`` convolves with W (the kernel
     reversed along its filter axes) instead of correlating. ``init`` may be an array of the
     kernel's values (e.g. of shape num_filters + filter_shape)."""
-    activation = get_default_override(Convolution, activation=activation)
-    init = get_default_override(Convolution, init=init)
-    pad = get_default_override(Convolution, pad=pad)
-    bias = get_default_override(Convolution, bias=bias)
-    init_bias = get_default_override(Convolution, init_bias=init_bias)
+    activation, init, pad, bias, init_bias = _conv_defaults(Convolution, activation, init, pad, bias, init_bias)
     return _convolution_layer(filter_shape, num_filters, sequential, activation, init, pad, strides, sharing, bias,
                               init_bias, reduction_rank, transpose_weight, dilation, groups,
                               max_temp_mem_size_in_samples, op_name, name)
@@ -304,45 +331,18 @@ def SequentialConvolution(filter_shape, num_filters=None, activation=default_ove
     axis. Every sequence gets what it would get alone: cells past its end are zeros. When the
     lengths change (no padding along time, or a time stride > 1), the result is on a new
     sequence axis."""
-    activation = get_default_override(SequentialConvolution, activation=activation)
-    init = get_default_override(SequentialConvolution, init=init)
-    pad = get_default_override(SequentialConvolution, pad=pad)
-    bias = get_default_override(SequentialConvolution, bias=bias)
-    init_bias = get_default_override(SequentialConvolution, init_bias=init_bias)
+    activation, init, pad, bias, init_bias = _conv_defaults(SequentialConvolution, activation, init, pad, bias,
+                                                            init_bias)
     return _convolution_layer(filter_shape, num_filters, True, activation, init, pad, strides, sharing, bias,
                               init_bias, reduction_rank, transpose_weight, dilation, groups,
                               max_temp_mem_size_in_samples, op_name, name)
 
 
-def _filter_shape_nd(layer, nd, filter_shape):
-    """A scalar (or 1-tuple) filter shape repeated over ``nd`` axes; else exactly ``nd`` entries."""
-    filter_shape = _as_tuple(filter_shape)
-    if len(filter_shape) == 1 and nd > 1:
-        filter_shape = filter_shape * nd
-    if len(filter_shape) != nd:
-        raise ValueError("%s: filter_shape must be a scalar or a %dD tuple, e.g. 3 or %r; got %r"
-                         % (layer, nd, (3,) * nd, filter_shape))
-    return filter_shape
-
-
-def _check_nd_option(layer, nd, what, v):
-    if isinstance(v, (tuple, list)) and len(v) not in (1, nd):
-        raise ValueError("%s: %s must be a scalar or a %dD tuple; got %r" % (layer, what, nd, v))
-
-
 def _ConvolutionND(factory, nd, filter_shape, num_filters, activation, init, pad, strides, bias, init_bias,
                    reduction_rank, dilation, groups, name):
-    # each xD layer resolves its defaults itself, so default_options_for(Convolution2D, ...) applies
-    # to it (and default_options_for(Convolution, ...) does not), as in CNTK
     layer = factory.__name__
-    activation = get_default_override(factory, activation=activation)
-    init = get_default_override(factory, init=init)
-    pad = get_default_override(factory, pad=pad)
-    bias = get_default_override(factory, bias=bias)
-    init_bias = get_default_override(factory, init_bias=init_bias)
-    filter_shape = _filter_shape_nd(layer, nd, filter_shape)
-    for what, v in (("pad", pad), ("strides", strides), ("dilation", dilation)):
-        _check_nd_option(layer, nd, what, v)
+    activation, init, pad, bias, init_bias = _conv_defaults(factory, activation, init, pad, bias, init_bias)
+    filter_shape = _nd_filter_shape(layer, nd, filter_shape, pad, strides, dilation)
     return _convolution_layer(filter_shape, num_filters, False, activation, init, pad, strides, True, bias, init_bias,
                               reduction_rank, False, dilation, groups, 0, layer, name)
 
@@ -378,20 +378,9 @@ def _convolution_transpose_layer(layer, filter_shape, num_filters, activation, i
                                  init_bias, output_shape, reduction_rank, dilation, max_temp_mem_size_in_samples,
                                  name):
     """The layer behind ConvolutionTranspose(1D/2D/3D), with resolved defaults."""
-    filter_shape = _as_tuple(filter_shape)
-    if not filter_shape:
-        raise ValueError("%s: filter_shape must not be empty" % layer)
-    if reduction_rank not in (0, 1):
-        raise ValueError("%s: reduction_rank must be 0 or 1; got %r" % (layer, reduction_rank))
-    num_filters = _num_filters(layer, num_filters)
-    pad = _pad_to_shape(layer, filter_shape, pad, 'pad')
-    strides = _pad_to_shape(layer, filter_shape, strides, 'strides')
-    sharing = _pad_to_shape(layer, filter_shape, sharing, 'sharing')
-    dilation = _pad_to_shape(layer, filter_shape, dilation, 'dilation')
-    _check_sharing(layer, sharing)
-
-    emulating_output_depth = num_filters == ()
-    out_channels = num_filters if not emulating_output_depth else (1,)
+    filter_shape, num_filters, pad, strides, sharing, dilation = _conv_options(
+        layer, filter_shape, num_filters, pad, strides, sharing, dilation, reduction_rank)
+    out_channels = num_filters or (1,)       # scalar output items: an emulated channel axis
     filter_rank = len(filter_shape)
     full_output_shape = None
     if output_shape is not None:
@@ -402,27 +391,17 @@ def _convolution_transpose_layer(layer, filter_shape, num_filters, activation, i
             raise ValueError("%s: output_shape %r must give one positive size per filter axis (filter shape %r)"
                              % (layer, output_shape, filter_shape))
         full_output_shape = out_channels + output_shape
-    kernel_layout = _INFERRED + out_channels + filter_shape    # (C_in, O, *filter_shape)
-
-    W_init = _kernel_init(layer, init, kernel_layout, filter_shape, dict(filter_rank=filter_rank, output_rank=-1))
-    W = Parameter(getattr(W_init, 'shape', kernel_layout), init=W_init, name='W')
-    b = Parameter(out_channels + (1,) * filter_rank, init=init_bias, name='b') if bias else None
+    # W is (C_in, O, *filter_shape)
+    W, b = _conv_parameters(layer, init, _INFERRED + out_channels + filter_shape, filter_shape, bias, init_bias,
+                            out_channels + (1,) * filter_rank)
 
     def convolve_transposed(x):
-        if reduction_rank == 0:
-            x = _reshape(x, (1,), begin_axis=0, end_axis=0)   # an emulated input channel axis
         # per-axis options for (C_in, *spatial): the channel axis is never padded nor strided
-        r = _convolution_transpose(W, x, strides=(1,) + strides, sharing=(True,) + sharing,
-                                   auto_padding=(False,) + pad, output_shape=full_output_shape,
-                                   dilation=(1,) + dilation, reduction_rank=1,
+        r = _convolution_transpose(W, _with_channel_axis(x, reduction_rank), strides=(1,) + strides,
+                                   sharing=(True,) + sharing, auto_padding=(False,) + pad,
+                                   output_shape=full_output_shape, dilation=(1,) + dilation, reduction_rank=1,
                                    max_temp_mem_size_in_samples=max_temp_mem_size_in_samples)
-        if b is not None:
-            r = r + b
-        if emulating_output_depth:
-            r = _reshape(r, (), begin_axis=0, end_axis=1)     # drop the emulated output channel axis
-        if activation is not None:
-            r = activation(r)
-        return r
+        return _conv_output(r, b, num_filters, activation)
 
     return _rank_checked(_block('ConvolutionTranspose', name, convolve_transposed), layer, reduction_rank, filter_rank)
 
@@ -439,11 +418,8 @@ def ConvolutionTranspose(filter_shape, num_filters, activation=default_override_
     inferred; b is (num_filters, 1, ...). Without padding a spatial size n becomes
     (n-1)*stride + (k-1)*dilation + 1; with ``pad`` it becomes (n-1)*stride + 1 unless
     ``output_shape`` (the spatial sizes) says otherwise."""
-    activation = get_default_override(ConvolutionTranspose, activation=activation)
-    init = get_default_override(ConvolutionTranspose, init=init)
-    pad = get_default_override(ConvolutionTranspose, pad=pad)
-    bias = get_default_override(ConvolutionTranspose, bias=bias)
-    init_bias = get_default_override(ConvolutionTranspose, init_bias=init_bias)
+    activation, init, pad, bias, init_bias = _conv_defaults(ConvolutionTranspose, activation, init, pad, bias,
+                                                            init_bias)
     output_shape = get_default_override(ConvolutionTranspose, output_shape=output_shape)
     return _convolution_transpose_layer('ConvolutionTranspose', filter_shape, num_filters, activation, init, pad,
                                         strides, sharing, bias, init_bias, output_shape, reduction_rank, dilation,
@@ -453,15 +429,9 @@ def ConvolutionTranspose(filter_shape, num_filters, activation=default_override_
 def _ConvolutionTransposeND(factory, nd, filter_shape, num_filters, activation, init, pad, strides, bias, init_bias,
                             output_shape, reduction_rank, dilation, name):
     layer = factory.__name__
-    activation = get_default_override(factory, activation=activation)
-    init = get_default_override(factory, init=init)
-    pad = get_default_override(factory, pad=pad)
-    bias = get_default_override(factory, bias=bias)
-    init_bias = get_default_override(factory, init_bias=init_bias)
+    activation, init, pad, bias, init_bias = _conv_defaults(factory, activation, init, pad, bias, init_bias)
     output_shape = get_default_override(factory, output_shape=output_shape)
-    filter_shape = _filter_shape_nd(layer, nd, filter_shape)
-    for what, v in (("pad", pad), ("strides", strides), ("dilation", dilation)):
-        _check_nd_option(layer, nd, what, v)
+    filter_shape = _nd_filter_shape(layer, nd, filter_shape, pad, strides, dilation)
     return _convolution_transpose_layer(layer, filter_shape, num_filters, activation, init, pad, strides, True, bias,
                                         init_bias, output_shape, reduction_rank, dilation, 0, name)
 
@@ -493,13 +463,19 @@ def ConvolutionTranspose3D(filter_shape, num_filters, activation=default_overrid
                                    strides, bias, init_bias, output_shape, reduction_rank, dilation, name)
 
 
+def _pool_window(layer, filter_shape, strides, pad):
+    """A pooling window and its strides and padding, one entry per window axis."""
+    window = _as_tuple(filter_shape)
+    if not window:
+        raise ValueError("%s: filter_shape must not be empty" % layer)
+    return window, _pad_to_shape(layer, window, strides, 'strides'), _pad_to_shape(layer, window, pad, 'pad')
+
+
 def _Pooling(pooling_type, filter_shape, strides, pad, op_name, name):
     if filter_shape is None:             # global pooling: all spatial axes
         window, strides, pad = (-1,), (1,), (False,)
     else:
-        window = _as_tuple(filter_shape)
-        pad = _pad_to_shape(op_name, window, pad, 'pad')
-        strides = _pad_to_shape(op_name, window, strides, 'strides')
+        window, strides, pad = _pool_window(op_name, filter_shape, strides, pad)
 
     def pool(x):
         return _pooling(x, pooling_type, window, strides=strides, auto_padding=pad)
@@ -533,11 +509,7 @@ def MaxUnpooling(filter_shape, strides=1, pad=default_override_or(False), name='
     ``pooling_input`` with these options) goes where its window's maximum of ``pooling_input``
     is; zeros elsewhere. The result has the shape of ``pooling_input``."""
     pad = get_default_override(MaxUnpooling, pad=pad)
-    window = _as_tuple(filter_shape)
-    if not window:
-        raise ValueError("MaxUnpooling: filter_shape must not be empty")
-    strides = _pad_to_shape('MaxUnpooling', window, strides, 'strides')
-    pad = _pad_to_shape('MaxUnpooling', window, pad, 'pad')
+    window, strides, pad = _pool_window('MaxUnpooling', filter_shape, strides, pad)
 
     def maxunpool(x, y):
         return _unpooling(x, y, _MAX_UNPOOLING, window, strides=strides, auto_padding=pad)
@@ -551,12 +523,9 @@ def BatchNormalization(map_rank=default_override_or(None), init_scale=1,
     """Batch normalization: per element (``map_rank=None``) or per channel, i.e. with statistics
     shared over the spatial axes (``map_rank=1``). Learnable ``.scale``/``.bias``; running
     statistics in the Constants ``.aggregate_mean``, ``.aggregate_variance``, ``.aggregate_count``."""
-    map_rank = get_default_override(BatchNormalization, map_rank=map_rank)
-    normalization_time_constant = get_default_override(BatchNormalization,
-                                                       normalization_time_constant=normalization_time_constant)
-    epsilon = get_default_override(BatchNormalization, epsilon=epsilon)
-    use_cntk_engine = get_default_override(BatchNormalization, use_cntk_engine=use_cntk_engine)
-    disable_regularization = get_default_override(BatchNormalization, disable_regularization=disable_regularization)
+    map_rank, normalization_time_constant, epsilon, use_cntk_engine, disable_regularization = _resolved(
+        BatchNormalization, map_rank=map_rank, normalization_time_constant=normalization_time_constant,
+        epsilon=epsilon, use_cntk_engine=use_cntk_engine, disable_regularization=disable_regularization)
     if map_rank is not None and map_rank != 1:
         raise ValueError("BatchNormalization: map_rank can only be 1 or None for now; got %r" % (map_rank,))
 
@@ -596,16 +565,18 @@ def LayerNormalization(initial_scale=1, initial_bias=0, epsilon=default_override
     return _block('LayerNormalization', name, layer_normalize)
 
 
-def Stabilizer(steepness=4, enable_self_stabilization=default_override_or(True), name=''):
-    """Self-stabilization ``beta * x`` with a learnable scalar beta = softplus(alpha, steepness),
-    alpha initialised so that beta starts at 1. The identity when disabled."""
-    enable_self_stabilization = get_default_override(Stabilizer, enable_self_stabilization=enable_self_stabilization)
-    if not enable_self_stabilization:
-        return identity
-    init_param = np.log(np.exp(steepness) - 1) / steepness
-    param = Parameter((), init=init_param, name='alpha')
-    beta = _softplus(param, steepness=steepness)
+# Names CNTK's layers module also exposes (through its imports). They shadow Python's ``input``
+# and ``slice`` here, which this module does not use.
+from ..ops import (parameter, input, placeholder, combine, element_times, convolution,  # noqa: E402,F401
+                   convolution_transpose, pooling, unpooling, batch_normalization, dropout, splice, reshape,
+                   softmax, tanh, reduce_sum, reduce_mean, sqrt)
+from ..variables import Variable  # noqa: E402,F401
+from ..train.declarative import Record  # noqa: E402,F401
+# and, through its star imports, the blocks, the higher-order and sequence layers and the types
+from . import blocks as _blocks, higher_order_layers as _higher_order, sequence as _seq, typing as _typing  # noqa
+from .blocks import *  # noqa: E402,F401,F403
+from .higher_order_layers import *  # noqa: E402,F401,F403
+from .sequence import *  # noqa: E402,F401,F403
+from .typing import *  # noqa: E402,F401,F403
 
-    def stabilize(x):
-        return beta * x
-    return _block('Stabilizer', name, stabilize)
+__all__ += [n for m in (_blocks, _higher_order, _seq, _typing) for n in m.__all__ if n not in __all__]

@@ -3,13 +3,18 @@
 
 import types
 
-from ..ops import combine, reconcile_dynamic_axes, placeholder, sequence as _sequence
-from ..ops.functions import Function, _as_variable, _is_python_function
+from ..ops import combine, reconcile_dynamic_axes, placeholder, past_value, future_value, splice, \
+    sequence as _sequence, _op
+from ..ops.functions import Function, _is_python_function
 from ..variables import Variable
 from ..default_options import default_override_or, get_default_override
+from . import blocks as _blocks
+from .blocks import *  # noqa: F401,F403  (as CNTK's module: the blocks are part of its namespace)
 from .blocks import _block, _get_initial_state_or_default
 
-__all__ = ["Delay", "PastValueWindow", "Recurrence", "RecurrenceFrom", "Fold", "UnfoldFrom"]
+__all__ = ["Delay", "PastValueWindow", "Recurrence", "RecurrenceFrom", "Fold", "UnfoldFrom",
+           # what CNTK's module also exposes (its imports)
+           "past_value", "future_value", "splice", "combine"] + _blocks.__all__
 
 
 def Delay(T=1, initial_state=default_override_or(0), name=''):
@@ -116,25 +121,6 @@ def Recurrence(step_function, go_backwards=default_override_or(False), initial_s
     return f
 
 
-class _RecurrenceFromLayer(Function):
-    """RecurrenceFrom's Function: an initial state given as a sequence contributes its last item
-    (its first when going backwards)."""
-
-    def __call__(self, *args, **kwargs):
-        if any(isinstance(a, (Variable, Function)) for a in list(args) + list(kwargs.values())):
-            pick = _sequence.first if self._go_backwards else _sequence.last
-            n = len(self.arguments) - 1
-
-            def fix(v):
-                if isinstance(v, (Variable, Function)) and _as_variable(v).sequence_axis is not None:
-                    return pick(v)
-                return v
-            args = tuple(fix(a) if i < n else a for i, a in enumerate(args))
-            state_names = {a.name for a in self.arguments[:n]}
-            kwargs = {k: (fix(v) if k in state_names else v) for k, v in kwargs.items()}
-        return Function.__call__(self, *args, **kwargs)
-
-
 _STATE_ARG_NAMES = ('h', 'c', 'a')
 
 
@@ -147,13 +133,16 @@ def RecurrenceFrom(step_function, go_backwards=default_override_or(False), retur
     n = _state_count(step, 'RecurrenceFrom')
     names = [_STATE_ARG_NAMES[i] if i < len(_STATE_ARG_NAMES) else 's%d' % i for i in range(n)] + ['x']
 
+    # the item a sequence-valued initial state contributes: the one next to where the loop starts
+    pick = "First" if go_backwards else "Last"
+
     def recurrence_from(*args):
-        outs = _loop(step, n, list(args[:n]), args[n], go_backwards)
+        # whatever binds the initial states (a call, replace_placeholders, a typed signature), a
+        # sequence gives its last (first) item, and anything else is used as it is
+        initial_states = [_op(pick, [s], {"if_sequence": True}) for s in args[:n]]
+        outs = _loop(step, n, initial_states, args[n], go_backwards)
         return outs if return_full_state else outs[0]
-    f = _block('RecurrenceFrom', name, recurrence_from, arg_names=names)
-    layer = _RecurrenceFromLayer(f.outputs)
-    layer._go_backwards = go_backwards
-    return layer
+    return _block('RecurrenceFrom', name, recurrence_from, arg_names=names)
 
 
 def Fold(folder_function, go_backwards=default_override_or(False), initial_state=default_override_or(0),

@@ -5,10 +5,13 @@
 import numpy as np
 
 from ..axis import Axis
+from ..variables import Variable
 from ..ops.functions import _type_signature
+from ..train.declarative import Record
 
+# Axis, Variable and Record as in CNTK's module, where ``from cntk.layers.typing import *`` gives them
 __all__ = ["Tensor", "SparseTensor", "ParameterTensor", "Sequence", "SequenceOver", "Signature",
-           "SequenceOverMeta", "tensor"]
+           "SequenceOverMeta", "tensor", "Axis", "Variable", "Record"]
 
 
 class _Type:
@@ -123,15 +126,26 @@ Sequence = _SequenceFactory()
 
 
 def Signature(*args, **kwargs):
-    """Decorator (pre-annotation style): ``@Signature(Tensor[3])`` attaches argument types to a
-    Python function; ``Function`` then uses them as annotations."""
+    """Decorator (pre-annotation style): ``@Signature(Tensor[3], y=Tensor[2])`` gives the
+    decorated Python function's parameters these types (positionally, then by name) as its
+    annotations, which ``Function`` then reads. As in CNTK, every parameter needs exactly one
+    type and the function must not have annotations already."""
     def add_annotations(f):
         import inspect
         names = list(inspect.signature(f).parameters)
-        ann = dict(getattr(f, "__annotations__", {}) or {})
-        for n, t in zip(names, args):
-            ann[n] = t
-        ann.update(kwargs)
+        name = getattr(f, "__name__", repr(f))
+        if getattr(f, "__annotations__", None):
+            raise ValueError("@Signature cannot be applied to '%s', which already has annotations" % name)
+        if len(args) + len(kwargs) != len(names):
+            raise TypeError("@Signature: %d types given for '%s', which has %d parameters (%s)"
+                            % (len(args) + len(kwargs), name, len(names), ", ".join(names)))
+        ann = dict(zip(names, args))
+        for k, t in kwargs.items():
+            if k not in names:
+                raise TypeError("@Signature: '%s' has no parameter '%s' (parameters: %s)" % (name, k, ", ".join(names)))
+            if k in ann:
+                raise TypeError("@Signature: parameter '%s' of '%s' is given a type twice" % (k, name))
+            ann[k] = t
         f.__annotations__ = ann
         return f
     return add_annotations

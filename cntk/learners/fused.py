@@ -18,8 +18,8 @@ _KERNELS = {"sgd": hasattr(torch, "_fused_sgd_"), "adam": hasattr(torch, "_fused
 
 def partition(kernel, *tensor_lists):
     """``(fused, rest)``: indices of the tensors ``kernel`` ("sgd" or "adam") should update, and of
-    the others. Index i is fusable when every list's i-th tensor is a dense tensor of the same
-    device and floating dtype as the first fusable one (and large enough, on the CPU)."""
+    the others. Index i is fusable when every list's i-th tensor is a dense, contiguous tensor of
+    the same device and floating dtype as the first fusable one (and large enough, on the CPU)."""
     n = len(tensor_lists[0])
     if not _KERNELS[kernel]:
         return [], list(range(n))
@@ -28,7 +28,10 @@ def partition(kernel, *tensor_lists):
         ts = [tl[i] for tl in tensor_lists]
         t = ts[0]
         k = (t.device, t.dtype)
-        ok = (t.dtype.is_floating_point and all(x.layout == torch.strided and (x.device, x.dtype) == k for x in ts)
+        # the kernels read every tensor as contiguous memory: a transposed gradient (as a fused
+        # recurrence's weights get) would update the wrong elements
+        ok = (t.dtype.is_floating_point
+              and all(x.layout == torch.strided and x.is_contiguous() and (x.device, x.dtype) == k for x in ts)
               and (t.device.type != "cpu" or (t.numel() >= MIN_FUSED_NUMEL and t.dtype != torch.float16))
               and (key is None or k == key))
         if ok:

@@ -9,7 +9,7 @@ from ..engine import feed as _feed
 from ..engine.clone import clone_graph, replace_placeholders as _replace_placeholders
 from ..engine.execute import Executor
 from ..axis import Axis
-from ..engine.graph import graph_epoch, Variable, walk, leaves, _Operators, INFERRED, FREE
+from ..engine.graph import graph_epoch, Variable, walk, leaves, _Operators
 from ..engine.layout import SeqLayout
 from .. import device as _device
 
@@ -859,24 +859,8 @@ def _type_signature(t):
     return s
 
 
-_KIND_NAMES = {"input": "Input", "output": "Output", "parameter": "Parameter", "constant": "Constant",
-               "placeholder": "Placeholder"}
-
-
-def _variable_string(v):
-    """CNTK's description of a variable: ``Input('x', [#, *], [3 x 4])`` (kind, name or uid,
-    dynamic axes with # for the batch axis and * for the default sequence axis, shape in Python
-    order with ? for inferred and * for free dimensions)."""
-    if v._dynamic_axes is None:
-        axes = "[???]"
-    else:
-        axes = "[%s]" % ", ".join("#" if a == Axis.default_batch_axis() else "*" if a == Axis.default_dynamic_axis()
-                                  else a.name for a in v._dynamic_axes)
-    if v._shape is None:
-        shape = "[???]"
-    else:
-        shape = "[%s]" % " x ".join("?" if d == INFERRED else "*" if d == FREE else str(d) for d in v._shape)
-    return "%s('%s', %s, %s)" % (_KIND_NAMES.get(v._kind, v._kind.capitalize()), v.name or v.uid, axes, shape)
+# CNTK's description of a variable, e.g. ``Input('x', [#, *], [3 x 4])`` (what ``repr`` gives)
+_variable_string = Variable.__repr__
 
 
 # -- Python functions as graphs (``@Function``, ``@BlockFunction``) -----------------------------

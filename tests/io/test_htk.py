@@ -342,3 +342,5 @@ def test_frame_mode_gives_frames_with_their_context_and_label(tmp_path):
     x = f.asarray()[:, 0]
     np.testing.assert_array_equal(x[:3], stack_context(feats[0], 1, 1))
     np.testing.assert_array_equal(x[3:], stack_context(feats[1], 1, 1))
+    cls = [int(np.asarray(y.todense() if hasattr(y, "todense") else y).argmax()) for y in l.as_sequences()]
+    assert l.num_sequences == 7 and cls == [0, 1, 1, 1, 1, 2, 2]

@@ -379,3 +379,25 @@ def test_minibatch_source_max_errors_skips_unreadable_images(tmp_path):
                 break
             total += mb[src.streams.features].num_sequences
     assert total == 4
+
+
+def test_minibatch_source_varies_random_transforms_per_sweep_reproducibly(tmp_path):
+    path, _ = _map_of(tmp_path, 4)
+    tr = [T.crop(crop_type='randomside', side_ratio=(0.5, 1.0), jitter_type='uniratio'), T.scale(3, 3, 3),
+          T.color(0.3, 0.3, 0.3)]
+
+    def sweeps():
+        src = MinibatchSource(ImageDeserializer(path, _streams(tr)), randomize=False, max_sweeps=2)
+        out = []
+        while True:
+            mb = src.next_minibatch(4)
+            if not mb:
+                return out
+            out.append(mb[src.streams.features].asarray())
+
+    a, b = sweeps(), sweeps()
+    assert len(a) == 2
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    for k in range(4):                        # the same image, augmented differently in sweep 2
+        assert not np.array_equal(a[0][k], a[1][k])

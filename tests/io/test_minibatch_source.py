@@ -2,7 +2,6 @@
 engine, composite readers, frame mode, truncated BPTT, ATIS end to end, and the Python-side
 sources (MinibatchSourceFromData, UserMinibatchSource, UserDeserializer)."""
 
-import json
 import os
 import warnings
 
@@ -12,8 +11,7 @@ import scipy.sparse as sp
 
 import cntk as C
 from cntk.io import (MinibatchSource, CTFDeserializer, StreamDef, StreamDefs, StreamInformation, MinibatchData,
-                     MinibatchSourceFromData, UserMinibatchSource, UserDeserializer, INFINITELY_REPEAT,
-                     FULL_DATA_SWEEP, DataError)
+                     MinibatchSourceFromData, UserMinibatchSource, UserDeserializer, FULL_DATA_SWEEP, DataError)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(os.path.dirname(REPO), "shared", "data")

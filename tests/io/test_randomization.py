@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from cntk.io import MinibatchSource, CTFDeserializer, StreamDef, StreamDefs, INFINITELY_REPEAT
+from cntk.io import MinibatchSource, CTFDeserializer, StreamDef, StreamDefs
 
 XY = StreamDefs(x=StreamDef(field="x", shape=1), y=StreamDef(field="y", shape=3, is_sparse=True))
 
@@ -49,7 +49,7 @@ def chunk_of(corpus, chunk_size=300):
 
 def test_randomized_sweeps_are_permutations_and_differ(corpus):
     src = source(corpus, max_sweeps=3, randomization_window_in_chunks=4)
-    seen, sweep, sweeps = [], [], []
+    sweep, sweeps = [], []
     while True:
         mb = src.next_minibatch(20)
         if not mb:

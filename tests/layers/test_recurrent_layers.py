@@ -492,6 +492,121 @@ def test_recurrence_from_takes_data_initial_states():
                                rtol=1e-5, atol=1e-6)
 
 
+def _check_from_sequence_state(y, seq0, fr, S0, F, step, backwards):
+    """y's output against the reference started from each initial-state sequence's last item
+    (first when going backwards)."""
+    out = y.eval({seq0: S0, fr: F})
+    assert len(out) == len(F)
+    for s, f, o in zip(S0, F, out):
+        init = (s[0] if backwards else s[-1]).astype(np.float64)
+        np.testing.assert_allclose(o, _scan(step, init, f.astype(np.float64), backwards), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+def test_recurrence_from_sequence_initial_state_bound_by_replace_placeholders(backwards):
+    fr = C.sequence.input_variable(2, sequence_axis=C.Axis('n'))
+    seq0 = C.sequence.input_variable(3, sequence_axis=C.Axis('m'))
+    S0, F = _seqs(3, [4, 1, 2]), _seqs(2, [3, 5, 2])
+    cell = RNNStep(3, activation=C.tanh)
+    rf = RecurrenceFrom(cell, go_backwards=backwards)
+    h, x = rf.arguments
+    assert rf.replace_placeholders({h: seq0, x: fr}) is rf
+    assert rf.arguments == [seq0, fr] and rf.output.sequence_axis == C.Axis('n') and rf.shape == (3,)
+    step, _ = _rnn_ref(cell, 3, np.tanh)
+    _check_from_sequence_state(rf, seq0, fr, S0, F, step, backwards)
+    # the same as applying the layer
+    _check_from_sequence_state(RecurrenceFrom(cell, go_backwards=backwards)(seq0, fr), seq0, fr, S0, F, step,
+                               backwards)
+
+
+def test_recurrence_from_inside_a_function_typed_later():
+    """The seq2seq pattern: the encoder's state sequences reach RecurrenceFrom through placeholders
+    whose types are only known when the enclosing function is typed (or applied)."""
+    m, n = C.Axis('m'), C.Axis('n')
+    enc_cell, dec_cell = LSTM(4), LSTM(4)
+    encoder, decoder = Recurrence(enc_cell, return_full_state=True), RecurrenceFrom(dec_cell)
+
+    @C.Function
+    def model(inp, hist):
+        h, c = encoder(inp).outputs
+        return decoder(h, c, hist)
+    from cntk.layers.typing import SequenceOver, Tensor
+    model.update_signature(SequenceOver[m][Tensor[3]], SequenceOver[n][Tensor[2]])
+    assert model.output.sequence_axis == n and model.shape == (4,)
+    en, fr = model.arguments
+    E, F = _seqs(3, [4, 2, 1]), _seqs(2, [3, 5, 2])
+    out = model.eval({en: E, fr: F})
+    se, ie = _lstm_ref(enc_cell, 4, 4)
+    sd, _ = _lstm_ref(dec_cell, 4, 4)
+    for e, f, o in zip(E, F, out):
+        state = ie
+        for t in range(len(e)):
+            state = se(state, e[t].astype(np.float64))
+        np.testing.assert_allclose(o, _scan(sd, state, f.astype(np.float64), False), rtol=1e-5, atol=1e-6)
+
+
+def test_recurrence_from_static_and_parameter_initial_states_by_replace_placeholders():
+    fr = C.sequence.input_variable(2)
+    F = _seqs(2, [3, 1])
+    cell = RNNStep(3, activation=C.tanh)
+    h0 = C.parameter(3, init=np.array([0.5, -1., 2.], np.float32), name='h0')
+    rf = RecurrenceFrom(cell)
+    rf.replace_placeholders(dict(zip(rf.arguments, [h0, fr])))
+    assert rf.arguments == [fr] and h0 in rf.parameters
+    step, _ = _rnn_ref(cell, 3, np.tanh)
+    for f, o in zip(F, rf.eval({fr: F})):
+        np.testing.assert_allclose(o, _scan(step, h0.value.astype(np.float64), f.astype(np.float64), False),
+                                   rtol=1e-5, atol=1e-6)
+    # the parameter is learnt through the loop
+    assert np.abs(rf.grad({fr: F}, wrt=[h0])).sum() > 0
+
+
+def test_recurrence_from_gradient_reaches_only_the_used_item_of_a_sequence_state_float64():
+    rng = np.random.RandomState(5)
+    fr = C.sequence.input_variable(2, dtype=np.float64, sequence_axis=C.Axis('n'))
+    seq0 = C.sequence.input_variable(2, dtype=np.float64, needs_gradient=True, sequence_axis=C.Axis('m'))
+    with default_options(dtype=np.float64):
+        cell = RNNStep(2, activation=C.tanh)
+    for backwards in (False, True):
+        rf = RecurrenceFrom(cell, go_backwards=backwards)
+        h, x = rf.arguments
+        rf.replace_placeholders({h: seq0, x: fr})
+        if not backwards:
+            _randomize(cell.parameters, rng)
+        S0, F = [rng.randn(3, 2), rng.randn(1, 2)], [rng.randn(2, 2), rng.randn(4, 2)]
+
+        def total(S):
+            return sum(float(o.sum()) for o in rf.eval({seq0: S, fr: F}))
+        g = rf.grad({seq0: S0, fr: F}, wrt=[seq0])
+        eps = 1e-6
+        for b in range(2):
+            num = np.zeros_like(S0[b])
+            for i in np.ndindex(*S0[b].shape):
+                for sign in (1, -1):
+                    S = [a.copy() for a in S0]
+                    S[b][i] += sign * eps
+                    num[i] += sign * total(S) / (2 * eps)
+            np.testing.assert_allclose(g[b], num, rtol=1e-6, atol=1e-9)
+            used = 0 if backwards else len(S0[b]) - 1
+            assert np.abs(g[b][used]).sum() > 0 and np.abs(np.delete(g[b], used, 0)).sum() == 0
+
+
+def test_recurrence_from_with_a_sequence_state_saves_and_loads():
+    fr = C.sequence.input_variable(2, sequence_axis=C.Axis('n'))
+    seq0 = C.sequence.input_variable(3, sequence_axis=C.Axis('m'))
+    rf = RecurrenceFrom(RNNStep(3, activation=C.tanh))
+    rf.replace_placeholders(dict(zip(rf.arguments, [seq0, fr])))
+    S0, F = _seqs(3, [2, 3]), _seqs(2, [3, 1])
+    want = rf.eval({seq0: S0, fr: F})
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, 'rf.model')
+        rf.save(path)
+        back = C.load_model(path)
+    got = back.eval(dict(zip(back.arguments, [S0, F])))
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
 def test_fold_returns_final_states():
     x = C.sequence.input_variable(2)
     X = [np.array([[1, 2], [6, 3], [4, 2], [8, 1], [6, 0]], np.float32), np.array([[3, 9]], np.float32)]

@@ -69,6 +69,30 @@ def test_repr_is_cntks_graph_description():
     assert repr(z).startswith("Composite(Plus): Input('a', [#], [2 x 3])")
 
 
+def test_variable_repr_is_cntks_description():
+    # kind('name', dynamic axes, shape), as CNTK 2.7 prints them (axes and shape in Python order)
+    x = C.sequence.input_variable(150, name='x')
+    assert repr(x) == str(x) == "Input('x', [#, *], [150])"
+    assert repr(C.input_variable((2, 3), name='i')) == "Input('i', [#], [2 x 3])"
+    assert repr(C.sequence.input_variable(4, sequence_axis=C.Axis('m'), name='s')) == "Input('s', [#, m], [4])"
+    # a free dimension (sized at run time): the unpacked sequence axis
+    unpacked = C.sequence.unpack(x, 0, no_mask_output=True, name='u').output
+    assert re.fullmatch(r"Output\('\w+', \[#\], \[\* x 150\]\)", repr(unpacked)), repr(unpacked)
+    assert repr(C.parameter((784, 10), name='W')) == "Parameter('W', [], [784 x 10])"
+    assert repr(C.parameter((C.InferredDimension, 5), name='W')) == "Parameter('W', [], [? x 5])"
+    assert repr(C.constant(np.ones((2, 3)), name='c')) == "Constant('c', [], [2 x 3])"
+    assert repr(C.constant(2.0, name='k')) == "Constant('k', [], [])"
+    assert repr(C.placeholder(name='p')) == "Placeholder('p', [???], [???])"
+    # unnamed variables show their uid; an op's output is an Output
+    assert re.fullmatch(r"Input\('Input\d+', \[#\], \[3\]\)", repr(C.input_variable(3)))
+    assert re.fullmatch(r"Parameter\('Parameter\d+', \[\], \[4\]\)", repr(C.parameter(4)))
+    d = Dense(10)(C.input_variable(784, name='in'))
+    assert re.fullmatch(r"Output\('\w+', \[#\], \[10\]\)", repr(d.output))
+    assert d.W.__repr__() == "Parameter('W', [], [784 x 10])"
+    # a Function's description is made of its variables' descriptions
+    assert repr(d) == "Composite(Dense): %r -> %r" % (d.arguments[0], d.output)
+
+
 def test_typing_records_print_as_cntk_types():
     assert str(Tensor[13, 42]) == 'Tensor[13,42]'
     assert str(Tensor[np.float64, 3]) == 'Tensor[3]'                 # the dtype is not part of the name

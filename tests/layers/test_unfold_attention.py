@@ -8,7 +8,7 @@ import pytest
 
 import cntk as C
 from cntk.layers import (UnfoldFrom, Recurrence, LSTM, GRU, Dense, Embedding, AttentionModel,
-                         default_options)
+                         default_options, identity)
 from cntk.layers.models import AttentionModel as AttentionModelFromModels
 
 RNG = np.random.RandomState(99)
@@ -99,6 +99,78 @@ def test_unfold_from_gradients_float64():
             else:
                 S0 = base
         np.testing.assert_allclose(g[target], num, rtol=1e-6, atol=1e-9)
+
+
+def _unfold_ref(gen, state, n):
+    """n items of the generator started from ``state`` (gen: numpy state -> (emitted, new state))."""
+    out = []
+    for _ in range(n):
+        emitted, state = gen(state)
+        out.append(emitted)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("gen, ref", [
+    (lambda s: s * 0.5 + 1, lambda s: (s * 0.5 + 1,) * 2),
+    (identity, lambda s: (s, s)),
+    (lambda s: C.tanh(s) * 1.5, lambda s: (np.tanh(s) * 1.5,) * 2),
+    (lambda s: (s * 2, s + 1), lambda s: (s * 2, s + 1)),          # (emitted, new state)
+])
+def test_unfold_from_elementwise_generator_takes_the_state_shape_from_the_initial_state(gen, ref):
+    unfold = UnfoldFrom(gen)
+    s0, r = C.input_variable((2, 3)), C.sequence.input_variable(1)
+    y = unfold(s0, r)
+    assert y.shape == (2, 3) and y.output.sequence_axis == r.sequence_axis
+    S0 = RNG.randn(2, 2, 3).astype(np.float32)
+    lengths = (4, 1)
+    out = y.eval({s0: S0, r: [np.zeros((n, 1), np.float32) for n in lengths]})
+    for s, o, n in zip(S0, out, lengths):
+        np.testing.assert_allclose(o, _unfold_ref(ref, s.astype(np.float64), n), rtol=1e-5, atol=1e-6)
+
+
+def test_unfold_from_elementwise_generator_with_until_predicate_and_constant_or_scalar_state():
+    r = C.sequence.input_variable(1)
+    R = [np.zeros((n, 1), np.float32) for n in (5, 2)]
+    # counts up from the initial state; stops after the item whose first component reaches 3
+    s0 = C.input_variable(2)
+    y = UnfoldFrom(lambda s: s + 1, until_predicate=lambda v: C.greater_equal(C.slice(v, 0, 0, 1), 3))(s0, r)
+    out = y.eval({s0: np.array([[0, 10], [-10, 0]], np.float32), r: R})
+    np.testing.assert_allclose(out[0], [[1, 11], [2, 12], [3, 13]])
+    np.testing.assert_allclose(out[1], [[-9, 1], [-8, 2]])              # never fires: the reference's length
+    # a non-scalar Constant gives the shape too
+    y = UnfoldFrom(lambda s: s * 0.5)(C.constant(np.array([4., 8.], np.float32)), r)
+    assert y.shape == (2,)
+    np.testing.assert_allclose(y.eval({r: R})[1], [[2, 4], [1, 2]])
+    # so does per-sequence data of any shape, a scalar included
+    s1 = C.input_variable(())
+    y = UnfoldFrom(lambda s: s * 0.5 + 1)(s1, r)
+    assert y.shape == ()
+    np.testing.assert_allclose(y.eval({s1: np.array([0., 2.], np.float32), r: R})[1], [2, 2])
+
+
+def test_unfold_from_elementwise_generator_gradient_float64():
+    rng = np.random.RandomState(8)
+    scale = C.parameter((), init=0.7, dtype=np.float64, name='scale')
+    y = UnfoldFrom(lambda s: C.tanh(s) * scale + 0.1)(_scalar_input(np.float64, needs_gradient=True),
+                                                       C.sequence.input_variable(1, dtype=np.float64))
+    s0, r = y.arguments
+    S0, R = rng.randn(2, 2), [np.zeros((3, 1)), np.zeros((2, 1))]
+
+    def total(S, a):
+        scale.value = a
+        return sum(float(o.sum()) for o in y.eval({s0: S, r: R}))
+    g = y.grad({s0: S0, r: R}, wrt=[s0, scale])
+    eps = 1e-6
+    num = np.zeros_like(S0)
+    for i in np.ndindex(*S0.shape):
+        for sign in (1, -1):
+            S = S0.copy()
+            S[i] += sign * eps
+            num[i] += sign * total(S, 0.7) / (2 * eps)
+    np.testing.assert_allclose(g[s0], num, rtol=1e-6, atol=1e-9)
+    num_scale = (total(S0, 0.7 + eps) - total(S0, 0.7 - eps)) / (2 * eps)
+    scale.value = 0.7
+    np.testing.assert_allclose(g[scale], num_scale, rtol=1e-6)
 
 
 def test_unfold_from_bad_generators():

@@ -1,9 +1,10 @@
-"""Fused recurrent kernels (torch's LSTM, GRU and plain RNN, run over packed sequences) and
-CNTK's OptimizedRNNStack op, whose weights use cuDNN's packed parameter layout.
+"""Fused recurrent kernels (torch's LSTM, GRU and plain RNN over whole sequences) and CNTK's
+OptimizedRNNStack op, whose weights use cuDNN's packed parameter layout.
 
-Padded (B, T, ...) sequences are packed by one row gather, so padding never enters a
-recurrence; a sequence run backwards is reversed within its own length. On a GPU, torch runs
-the kernels with cuDNN.
+Variable-length sequences in the padded (B, T, ...) layout are packed by one row gather, so
+padding never enters a recurrence, or (float32 on the CPU, one direction) run padded with the
+padding zeroed, which is exact because every sequence starts at t = 0. A sequence run
+backwards is reversed within its own length. On a GPU, torch runs the kernels with cuDNN.
 """
 
 import contextlib
@@ -21,7 +22,7 @@ _KERNELS = {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh, "r
 RECURRENT_OPS = {"lstm": "lstm", "gru": "gru", "rnnTanh": "rnn_tanh", "rnnReLU": "rnn_relu"}
 
 
-# -- packing ------------------------------------------------------------------------------------
+# -- sequence layouts for the kernels ----------------------------------------------------------
 
 def _packing(lay, reverse):
     """How to pack a (B, T, ...) tensor laid out by ``lay``: (rows, batch_sizes, order, n).
@@ -60,44 +61,78 @@ def _quiet_cudnn(x):
         yield
 
 
-def _zeros_state(x, layers_dirs, B, hidden):
-    return x.new_zeros((layers_dirs, B, hidden))
+def _reversal(lay):
+    """(B*T,) row index that reverses each sequence of a flattened (B*T, ...) tensor within its
+    own length (padding cells stay in place); it is its own inverse. Cached on the layout."""
+    key = "rnn_reversal"
+    rev = lay._cache.get(key)
+    if rev is None:
+        T = lay.T
+        lengths = torch.tensor(lay.lengths_list, dtype=torch.long)[:, None]
+        t = torch.arange(T)[None, :]
+        rows = torch.where(t < lengths, lengths - 1 - t, t) + torch.arange(len(lay.lengths_list))[:, None] * T
+        rev = lay._cache[key] = rows.reshape(-1).to(lay.device)
+    return rev
+
+
+def _padded_is_faster(x, bidirectional):
+    """Whether to run variable-length sequences padded rather than packed: on the CPU, float32
+    recurrences go to oneDNN's fused kernel, which only takes padded input and beats the packed
+    kernel (whose backward zero-fills the whole packed gate tensor once per step) even though it
+    also steps through the padding. A bidirectional layer must be packed: its backward direction
+    starts at each sequence's own end."""
+    return not bidirectional and x.device.type == "cpu" and x.dtype == torch.float32 and \
+        torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
 
 
 def run_recurrence(kind, x, lay, params, hidden, num_layers=1, bidirectional=False, go_backwards=False,
-                   h0=None, c0=None):
+                   h0=None, c0=None, final_states=False):
     """Run a stack of recurrent layers over the padded sequences ``x`` (B, T, in).
 
     ``params``: torch's per-layer, per-direction weights [w_ih (G*h, in), w_hh (G*h, h), b_ih,
     b_hh, ...] with torch's gate order. ``h0``/``c0``: (layers*directions, B, h) initial states,
-    or None for zeros. Returns (y (B, T, directions*h) with zeros in the padding cells, final h,
-    final c (LSTM only, else None)), the final states in batch order.
+    or None for zeros. ``go_backwards`` runs each sequence from its end (one direction only).
+    Returns (y (B, T, directions*h), zero in the padding cells; and with ``final_states`` the
+    final h and c (LSTM only) in batch order, else None, None).
     """
     B, T = x.shape[0], x.shape[1]
     D = 2 if bidirectional else 1
     kernel = _KERNELS[kind]
     lstm = kind == "lstm"
     if h0 is None:
-        h0 = _zeros_state(x, num_layers * D, B, hidden)
+        h0 = x.new_zeros((num_layers * D, B, hidden))
     if lstm and c0 is None:
-        c0 = _zeros_state(x, num_layers * D, B, hidden)
+        c0 = x.new_zeros((num_layers * D, B, hidden))
+    hx = (h0, c0) if lstm else h0
     with _quiet_cudnn(x):
         if lay.uniform or T == 0:
             # no padding: the kernel runs on the padded tensor itself
             xs = x.flip(1) if go_backwards else x
-            out = kernel(xs, (h0, c0) if lstm else h0, params, True, num_layers, 0.0, False, bidirectional, True)
+            out = kernel(xs, hx, params, True, num_layers, 0.0, False, bidirectional, True)
             y = out[0].flip(1) if go_backwards else out[0]
-            return y, out[1], out[2] if lstm else None
+            return (y, out[1], out[2] if lstm else None) if final_states else (y, None, None)
+        if not final_states and _padded_is_faster(x, bidirectional):
+            # Each sequence starts at t = 0, so its steps never read the padding after its end:
+            # the valid outputs are exact. Zeroed padding inputs keep the padding steps finite,
+            # and zeroing their outputs keeps any gradient sent to them out of the recurrence.
+            if go_backwards:
+                rev = _reversal(lay)
+                x = x.reshape((B * T,) + tuple(x.shape[2:])).index_select(0, rev).reshape(x.shape)
+            out = kernel(lay.fill_padding(x), hx, params, True, num_layers, 0.0, False, False, True)
+            y = lay.fill_padding(out[0])
+            if go_backwards:
+                y = y.reshape(B * T, -1).index_select(0, rev).reshape(B, T, -1)
+            return y, None, None
         rows, batch_sizes, order, n = _packing(lay, go_backwards)
         live = order[:n]
         hx = (h0.index_select(1, live), c0.index_select(1, live)) if lstm else h0.index_select(1, live)
         data = x.reshape((B * T,) + tuple(x.shape[2:])).index_select(0, rows)
         out = kernel(data, batch_sizes, hx, params, True, num_layers, 0.0, False, bidirectional)
-    y = out[0].new_zeros((B * T, out[0].shape[-1])).index_copy(0, rows, out[0])
+    y = out[0].new_zeros((B * T, out[0].shape[-1])).index_copy(0, rows, out[0]).reshape(B, T, -1)
+    if not final_states:
+        return y, None, None
     # final states back in batch order; empty sequences keep their initial state
-    h_n = h0.index_copy(1, live, out[1])
-    c_n = c0.index_copy(1, live, out[2]) if lstm else None
-    return y.reshape(B, T, -1), h_n, c_n
+    return y, h0.index_copy(1, live, out[1]), c0.index_copy(1, live, out[2]) if lstm else None
 
 
 # -- CNTK cell parameters -> torch's layout ----------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 from ...axis import Axis
 from ..layout import SeqLayout
 from ..graph import FREE
-from ..registry import Type, register, common_dtype, fail, BATCH
+from ..registry import Type, register, common_dtype, fail, same_type, BATCH
 
 
 def _need_sequence(node, v):
@@ -34,6 +34,10 @@ def infer_delay(node):
     if init._dynamic_axes and init.sequence_axis is not None:
         fail(node, "the initial state %s must not have a sequence axis", init._describe())
     S, I = x._shape, init._shape
+    if S is None and I is not None and all(d >= 0 for d in I) and (init._dynamic_axes or int(np.prod(I)) > 1):
+        # as CNTK: until the operand's shape is known, a per-sequence or non-scalar initial state
+        # gives it (this sizes a loop whose steps are all elementwise, e.g. an UnfoldFrom generator)
+        return [Type(tuple(I), common_dtype(node, node.inputs), x._dynamic_axes)]
     if S is not None and I is not None and init._dynamic_axes is not None:
         # a constant state broadcasts to the item shape; a per-sequence one has its rank
         fits = (len(I) == len(S) if init._dynamic_axes else len(I) <= len(S)) and \
@@ -120,16 +124,28 @@ register("FutureValue", infer_delay, build_delay, is_delay=True)
 
 def _drop_seq(node):
     (x,) = node.inputs[:1]
+    if node.attributes.get("if_sequence") and x._dynamic_axes is not None and x.sequence_axis is None:
+        return same_type(node)   # (First/Last) an operand without a sequence axis passes through
     _need_sequence(node, x)
     axes = None if x._dynamic_axes is None else tuple(a for a in x._dynamic_axes if a == BATCH)
     return [Type(x._shape, common_dtype(node, node.inputs[:1]), axes)]
 
 
+def _passes_through(ctx):
+    """First/Last with the 'if_sequence' attribute on an operand that is not a sequence (an
+    initial state that RecurrenceFrom takes either as it is or from a sequence's end)."""
+    return ctx.attrs.get("if_sequence") and len(ctx.in_axes[0] or ()) < 2
+
+
 def build_first(ctx):
+    if _passes_through(ctx):
+        return lambda ins, rt: ins[0]
     return lambda ins, rt: ins[0][:, 0]
 
 
 def build_last(ctx):
+    if _passes_through(ctx):
+        return lambda ins, rt: ins[0]
     seq = ctx.in_axes[0][1]
 
     def fn(ins, rt):

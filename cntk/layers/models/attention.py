@@ -5,9 +5,9 @@ import warnings
 from ... import ops as _ops
 from ...ops import sequence as _sequence
 from ...initializer import glorot_uniform
-from ...default_options import default_options, default_override_or, get_default_override
-from ..blocks import _block
-from ..layers import Dense, Label, Stabilizer
+from ...default_options import default_options, default_override_or
+from ..blocks import Stabilizer, _block, _resolved
+from ..layers import Dense, Label
 from ..sequence import PastValueWindow
 
 __all__ = ["AttentionModel"]
@@ -22,10 +22,8 @@ def AttentionModel(attention_dim, attention_span=None, attention_axis=None,
     sequence's length; bias-free projections, stabilized). ``attention_span`` and
     ``attention_axis`` select CNTK's deprecated mode: a fixed window of the last
     ``attention_span`` encoder states (PastValueWindow) stacked along ``attention_axis``."""
-    init = get_default_override(AttentionModel, init=init)
-    go_backwards = get_default_override(AttentionModel, go_backwards=go_backwards)
-    enable_self_stabilization = get_default_override(AttentionModel,
-                                                     enable_self_stabilization=enable_self_stabilization)
+    init, go_backwards, enable_self_stabilization = _resolved(AttentionModel, init=init, go_backwards=go_backwards,
+                                                             enable_self_stabilization=enable_self_stabilization)
 
     windowed = True
     if attention_span is None:
@@ -37,13 +35,14 @@ def AttentionModel(attention_dim, attention_span=None, attention_axis=None,
     elif attention_axis is None:
         raise ValueError("AttentionModel: attention_axis cannot be None when attention_span is given")
 
-    with default_options(bias=False):   # all projections are bias-free
-        attn_proj_enc = Stabilizer(enable_self_stabilization=enable_self_stabilization) >> \
-            Dense(attention_dim, init=init, input_rank=1)
-        attn_proj_dec = Stabilizer(enable_self_stabilization=enable_self_stabilization) >> \
-            Dense(attention_dim, init=init, input_rank=1)
-        attn_proj_tanh = Stabilizer(enable_self_stabilization=enable_self_stabilization) >> \
-            Dense(1, init=init, input_rank=1)
+    def stabilized_projection(dim):
+        # bias-free, as all of the model's projections
+        with default_options(bias=False):
+            return Stabilizer(enable_self_stabilization=enable_self_stabilization) >> \
+                Dense(dim, init=init, input_rank=1)
+    attn_proj_enc = stabilized_projection(attention_dim)
+    attn_proj_dec = stabilized_projection(attention_dim)
+    attn_proj_tanh = stabilized_projection(1)
     attn_final_stab = Stabilizer(enable_self_stabilization=enable_self_stabilization)
 
     if windowed:
