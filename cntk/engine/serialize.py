@@ -1,6 +1,7 @@
 """Model persistence in a format of our own: the graph as JSON data plus tensors in an npz.
 
-The file is a zip archive written by ``numpy.savez`` (entries stored, never pickled):
+The file is a zip archive written by ``numpy.savez`` (entries stored, never pickled; the container
+is read and written by ``archive``):
 
 * ``__graph__``: a 1-D uint8 array holding the UTF-8 JSON description of the graph;
 * one array per Parameter/Constant value, keyed by the variable's uid in the JSON.
@@ -30,15 +31,13 @@ registered (``cntk.ops.functions.register_user_function`` or
 ``register_udf_deserialize_callback``); without one it raises ``UnregisteredUserFunctionError``.
 """
 
-import io
-import json
 import math
 import os
-import zipfile
 
 import numpy as np
 
 from ..axis import Axis
+from . import archive
 from .graph import Variable, Primitive, Block, walk
 from .oplib.user_function import OP as USER_OP, UserPrimitive
 
@@ -57,11 +56,10 @@ _SPECIAL_AXES = {a.name: a for a in (Axis.default_batch_axis(), Axis.default_dyn
                                      Axis.all_static_axes(), Axis.all_axes(), Axis.new_leading_axis())
                  + tuple(Axis.unknown_dynamic_axes())}
 _MAX_ATTR_DEPTH = 32
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-class _Invalid(Exception):
-    """A reason why a file is not a valid model (turned into ValueError at the boundary)."""
+# a reason why a file is not a valid model (turned into ValueError at the boundary)
+_Invalid = archive.Invalid
 
 
 # ============================================================================== saving
@@ -220,42 +218,13 @@ def _graph_data(outputs, name):
     return graph, arrays
 
 
-def _fsync_dir(path):
-    try:
-        fd = os.open(path or ".", os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_model(function, filename):
     """Write ``function`` (its graph and parameter values) to ``filename`` atomically."""
     outputs, name = _outputs_of(function)
     if not outputs:
         raise ValueError("save_model: the function has no outputs")
     graph, arrays = _graph_data(outputs, name)
-    payload = json.dumps(graph, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    arrays[GRAPH_KEY] = np.frombuffer(payload, dtype=np.uint8)
-    filename = os.fspath(filename)
-    tmp = filename + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, allow_pickle=False, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(os.path.dirname(os.path.abspath(filename)))
+    archive.atomic_write(filename, archive.pack(graph, GRAPH_KEY, arrays))
 
 
 # ============================================================================== loading
@@ -274,100 +243,6 @@ def _read_source(model):
         with open(path, "rb") as f:
             return f.read(), "'%s'" % path
     raise TypeError("load_model: expected a file name, bytes or a binary file object, got %s" % type(model).__name__)
-
-
-def _check_header(zf, info, what):
-    """Read an npy member's header without its data: (shape, dtype), numeric only."""
-    with zf.open(info) as fp:
-        try:
-            version = np.lib.format.read_magic(fp)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-            else:
-                raise _Invalid("%s: unsupported array format version %s" % (what, version))
-        except _Invalid:
-            raise
-        except Exception as e:
-            raise _Invalid("%s: bad array header (%s)" % (what, e)) from None
-    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
-        raise _Invalid("%s: arrays must be numeric, not %s" % (what, dtype))
-    if fortran:
-        raise _Invalid("%s: Fortran-ordered arrays are not used by this format" % what)
-    count = math.prod(int(d) for d in shape)
-    if count * dtype.itemsize > info.file_size:
-        # checked before numpy allocates anything: the data must really be in the file
-        raise _Invalid("%s: the array %s of %s is larger than its archive entry" % (what, tuple(shape), dtype))
-    return tuple(shape), dtype
-
-
-def _open_archive(data):
-    """Validate the zip container; returns (NpzFile, {key: (shape, dtype)})."""
-    if len(data) == 0:
-        raise _Invalid("the file is empty")
-    if data[:4] not in _ZIP_MAGIC:
-        raise _Invalid("not a zip (npz) archive")
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        infos = zf.infolist()
-    except Exception as e:
-        raise _Invalid("damaged zip archive (%s)" % e) from None
-    headers = {}
-    for info in infos:
-        name = info.filename
-        if not name.endswith(".npy") or "/" in name or "\\" in name:
-            raise _Invalid("unexpected archive entry %r" % name)
-        if info.compress_type != zipfile.ZIP_STORED:
-            raise _Invalid("archive entry %r is compressed; this format stores arrays uncompressed" % name)
-        if info.file_size != info.compress_size or info.file_size > len(data):
-            raise _Invalid("archive entry %r has inconsistent sizes" % name)
-        key = name[:-4]
-        if key in headers:
-            raise _Invalid("duplicate archive entry %r" % name)
-        try:
-            headers[key] = _check_header(zf, info, "entry %r" % key)
-        except _Invalid:
-            raise
-        except Exception as e:
-            raise _Invalid("damaged archive entry %r (%s)" % (name, e)) from None
-    if GRAPH_KEY not in headers:
-        raise _Invalid("the archive has no %s entry" % GRAPH_KEY)
-    try:
-        npz = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as e:
-        raise _Invalid("unreadable archive (%s)" % e) from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise _Invalid("not an npz archive")
-    return npz, headers
-
-
-def _read_array(npz, key):
-    try:
-        return npz[key]
-    except Exception as e:
-        raise _Invalid("cannot read the array %r (%s)" % (key, e)) from None
-
-
-def _read_graph(npz, headers):
-    shape, dtype = headers[GRAPH_KEY]
-    if dtype != np.dtype(np.uint8) or len(shape) != 1:
-        raise _Invalid("%s must be a 1-D uint8 array" % GRAPH_KEY)
-    raw = _read_array(npz, GRAPH_KEY)
-    try:
-        text = raw.tobytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise _Invalid("the graph description is not UTF-8 text") from None
-
-    def no_constants(c):
-        raise _Invalid("the graph description contains %s" % c)
-    try:
-        graph = json.loads(text, parse_constant=no_constants)
-    except _Invalid:
-        raise
-    except (ValueError, RecursionError) as e:
-        raise _Invalid("the graph description is not valid JSON (%s)" % e) from None
-    return graph
 
 
 # -- field checks --------------------------------------------------------------------
@@ -647,7 +522,7 @@ def _make_leaf(e, npz, device, axes_cache):
     from ..variables import Parameter, Constant
     kind = e["kind"]
     if kind in ("parameter", "constant"):
-        value = _read_array(npz, e["uid"])
+        value = archive.read_array(npz, e["uid"])
         dtype = _FLOAT_DTYPES[e["dtype"]]
         shape = tuple(e["shape"])
         if value.shape != shape or value.dtype != dtype:
@@ -770,9 +645,9 @@ def load_model(model, device=None):
     _device.to_torch_device(device)  # a bad device is the caller's error, not the file's
     data, source = _read_source(model)
     try:
-        npz, headers = _open_archive(data)
+        npz, headers = archive.open_archive(data, "model", GRAPH_KEY)
         try:
-            graph = _read_graph(npz, headers)
+            graph = archive.read_description(npz, headers, GRAPH_KEY, "the graph description")
             return _build(graph, npz, headers, device)
         finally:
             npz.close()

@@ -183,16 +183,8 @@ class _FeatureStream:
     """One stream of an HTKFeatureDeserializer: its SCP entries and context window."""
 
     def __init__(self, name, sd):
-        if sd.get("stream_alias") is not None:
-            raise ValueError("HTKFeatureDeserializer does not support stream names (field); stream %r has "
-                             "field=%r" % (name, sd.get("stream_alias")))
-        if sd.get("scp") is None:
-            raise ValueError("HTKFeatureDeserializer: no scp files specified for stream %r" % (name,))
-        dim = sd.get("dim")
-        if dim is None:
-            raise ValueError("HTKFeatureDeserializer: stream %r needs shape=<feature dimension>" % (name,))
         self.name = name
-        self.dim = int(np.prod(dim)) if isinstance(dim, (tuple, list)) else int(dim)
+        self.dim = _stream_dim("HTKFeatureDeserializer", name, sd, "scp", "scp files", "feature dimension")
         context = sd.get("context")
         if context is None:
             self.left = self.right = 0
@@ -329,18 +321,8 @@ class HTKFeatureDeserializer(Deserializer):
                 errors.append((len(good), "HTKFeatureDeserializer: %s: utterance %r: %s" % (e.where, e.key, err)))
                 continue
             good.append(row)
-        chunks, frames, starts = [], 0, []
-        for i, row in enumerate(good):
-            if not chunks or frames > FRAMES_PER_CHUNK:
-                chunks.append([])
-                starts.append(i)
-                frames = 0
-            chunks[-1].append(row)
-            frames += row[self._primary.name].frames
-        if not chunks:
-            chunks, starts = [[]], [0]
-        self._chunks = chunks
-        self._errors = _errors_by_chunk(errors, starts)
+        primary = self._primary.name
+        self._chunks, self._errors = _chunked(good, lambda row: row[primary].frames, errors)
 
     def stream_infos(self):
         return [StreamInformation(s.name, i, "dense", np.float32, (s.out_dim,), s.defines_mb_size)
@@ -374,6 +356,37 @@ class HTKFeatureDeserializer(Deserializer):
                 out[name].append(value)
         return {s.name: PackedSequences(np.concatenate(out[s.name]) if rows else np.zeros((0, s.out_dim), np.float32),
                                         [len(v) for v in out[s.name]]) for s in self._streams}
+
+
+def _stream_dim(deserializer, name, sd, files_key, files, dim_meaning):
+    """The dimension of the stream ``name`` defined by ``sd``, after checking that it has no field
+    alias, that its ``files_key`` files are given and that it has a dimension."""
+    if sd.get("stream_alias") is not None:
+        raise ValueError("%s does not support stream names (field); stream %r has field=%r"
+                         % (deserializer, name, sd.get("stream_alias")))
+    if sd.get(files_key) is None:
+        raise ValueError("%s: no %s specified for stream %r" % (deserializer, files, name))
+    dim = sd.get("dim")
+    if dim is None:
+        raise ValueError("%s: stream %r needs shape=<%s>" % (deserializer, name, dim_meaning))
+    return int(np.prod(dim)) if isinstance(dim, (tuple, list)) else int(dim)
+
+
+def _chunked(items, frames_of, errors):
+    """(chunks of consecutive ``items`` with about FRAMES_PER_CHUNK frames each, a single empty
+    chunk when there are none; ``{chunk id: [message]}`` for ``errors``, (position in ``items``,
+    message) pairs)."""
+    chunks, frames, starts = [], 0, []
+    for i, item in enumerate(items):
+        if not chunks or frames > FRAMES_PER_CHUNK:
+            chunks.append([])
+            starts.append(i)
+            frames = 0
+        chunks[-1].append(item)
+        frames += frames_of(item)
+    if not chunks:
+        chunks, starts = [[]], [0]
+    return chunks, _errors_by_chunk(errors, starts)
 
 
 def _errors_by_chunk(errors, starts):
@@ -436,16 +449,8 @@ class HTKMLFDeserializer(Deserializer):
         if len(streams) != 1:
             raise ValueError("HTKMLFDeserializer only accepts a single stream, got %d" % len(streams))
         (name, sd), = streams.items()
-        if sd.get("stream_alias") is not None:
-            raise ValueError("HTKMLFDeserializer does not support stream names (field); stream %r has field=%r"
-                             % (name, sd.get("stream_alias")))
-        if sd.get("mlf") is None:
-            raise ValueError("HTKMLFDeserializer: no master label files specified for stream %r" % (name,))
-        dim = sd.get("dim")
-        if dim is None:
-            raise ValueError("HTKMLFDeserializer: stream %r needs shape=<number of classes>" % (name,))
         self._name = name
-        self._dim = int(np.prod(dim)) if isinstance(dim, (tuple, list)) else int(dim)
+        self._dim = _stream_dim("HTKMLFDeserializer", name, sd, "mlf", "master label files", "number of classes")
         self._defines_mb_size = bool(sd.get("defines_mb_size", False))
         self._boundaries = bool(phoneBoundaries if phone_boundaries is None else phone_boundaries)
         self._states = None if label_mapping_file is None else read_state_list(os.fspath(label_mapping_file))
@@ -461,21 +466,10 @@ class HTKMLFDeserializer(Deserializer):
                 continue
             seen[u.key] = u.where
             kept.append(u)
-        chunks, frames, starts = [], 0, []
-        for i, u in enumerate(kept):
-            if not chunks or frames > FRAMES_PER_CHUNK:
-                chunks.append([])
-                starts.append(i)
-                frames = 0
-            chunks[-1].append(u)
-            frames += len(u.ids)
-        if not chunks:
-            if not errors:
-                raise DataError("HTKMLFDeserializer: no utterances in %s" % (", ".join(map(repr, _as_list(sd["mlf"]))),))
-            chunks, starts = [[]], [0]
-        self._chunks = chunks
+        if not kept and not errors:
+            raise DataError("HTKMLFDeserializer: no utterances in %s" % (", ".join(map(repr, _as_list(sd["mlf"]))),))
         # malformed entries are reported (or skipped within max_errors) with the chunk they sit in
-        self._errors = _errors_by_chunk(errors, starts)
+        self._chunks, self._errors = _chunked(kept, lambda u: len(u.ids), errors)
 
     def _parse_mlf(self, path, utterances, errors):
         try:

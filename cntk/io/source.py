@@ -246,6 +246,18 @@ class MinibatchSource:
             return True
         return self._max_samples is not None and state["samples"] >= self._max_samples
 
+    def _next_window(self, state, w):
+        """Moves ``state`` past the randomization window ``w`` once all its sequences are taken;
+        returns whether that ends a sweep (the next window is then the first of a new sweep)."""
+        if state["pos"] < len(w.sizes):
+            return False
+        state["start"], state["pos"] = w.end, 0
+        if w.end < self._corpus.num_chunks:
+            return False
+        state["sweep"] += 1
+        state["start"] = state["sweep_seq"] = 0
+        return True
+
     def _take(self, state, M):
         """Advances ``state`` over the next global minibatch of at most M samples. Returns
         ((chunk, index, position in sweep) arrays, end of sweep, samples) or (None, ...)."""
@@ -281,12 +293,8 @@ class MinibatchSource:
                 full = k < len(sizes)
             else:
                 full = False
-            if state["pos"] >= len(w.sizes):
-                state["start"], state["pos"] = w.end, 0
-                if w.end >= C:
-                    state["sweep"] += 1
-                    state["start"] = state["sweep_seq"] = 0
-                    eos = True
+            if self._next_window(state, w):
+                eos = True
             if full or taken >= budget or (self._max_sweeps is not None and state["sweep"] >= self._max_sweeps):
                 break
         state["samples"] += taken
@@ -318,13 +326,9 @@ class MinibatchSource:
                 state["sweep_seq"] += 1
                 if K == 1 or ((c % K == r) if (self._rand.randomize and C >= K) else (pos % K == r)):
                     found = (c, i, s, sw)
-            if state["pos"] >= len(w.sizes):
-                state["start"], state["pos"] = w.end, 0
-                if w.end >= C:
-                    state["sweep"] += 1
-                    state["start"] = state["sweep_seq"] = 0
-                    crossed = True
-                    sweeps += 1
+            if self._next_window(state, w):
+                crossed = True
+                sweeps += 1
             if found is not None:
                 return found + (crossed,)
 

@@ -192,11 +192,15 @@ class Learner:
             g = self._preprocess(params, g, step)
             self._apply(params, g, step)
             self._postprocess(params, step)
+        self._count_update(M, is_sweep_end)
+        return True
+
+    def _count_update(self, M, is_sweep_end):
+        """Counts an update from M samples (and the end of a sweep when it ends one)."""
         self._sample_count += M
         self._minibatch_count += 1
         if is_sweep_end:
             self._sweep_count += 1
-        return True
 
     def _check_sample_count(self, n):
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:

@@ -40,10 +40,7 @@ class UserLearner(Learner):
             g = grads[p].detach()
             values[p] = g.cpu().numpy().copy() if self.as_numpy else NDArrayView._wrap(g.clone())
         result = self.update(values, M, bool(is_sweep_end))
-        self._sample_count += M
-        self._minibatch_count += 1
-        if is_sweep_end:
-            self._sweep_count += 1
+        self._count_update(M, is_sweep_end)
         return bool(result)
 
 
@@ -68,10 +65,7 @@ class UniversalLearner(Learner):
                     raise ValueError("universal learner: no gradient for parameter '%s'" % (p.name or p.uid))
                 c._tensor().copy_(grads[p])
         self._function.eval({})
-        self._sample_count += M
-        self._minibatch_count += 1
-        if is_sweep_end:
-            self._sweep_count += 1
+        self._count_update(M, is_sweep_end)
         return True
 
 

@@ -31,15 +31,13 @@ the model's and the state's renames cannot mix two checkpoints) and validates th
 against the model before changing anything.
 """
 
-import io
-import json
 import math
 import os
-import zipfile
 
 import numpy as np
 import torch
 
+from ..engine import archive
 from ..engine.graph import walk
 from ..engine import serialize as _serialize
 
@@ -51,8 +49,8 @@ STATE_KEY = "__state__"
 _TAGS = ("$array", "$tuple", "$float", "$dict")
 
 
-class _Invalid(Exception):
-    """Why a file is not a valid checkpoint (becomes a ValueError naming the file)."""
+# why a file is not a valid checkpoint (becomes a ValueError naming the file)
+_Invalid = archive.Invalid
 
 
 def state_path(filename):
@@ -253,38 +251,8 @@ def _leaf_entries(leaves, arrays):
     return out
 
 
-def _state_bytes(state, arrays):
-    payload = json.dumps(state, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    arrays = dict(arrays)
-    arrays[STATE_KEY] = np.frombuffer(payload, dtype=np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, allow_pickle=False, **arrays)
-    return buf.getvalue()
-
-
-def _write_file(path, data):
-    """Write ``data`` to ``path`` and flush it to disk (in pieces, as a large file is written)."""
-    with open(path, "wb") as f:
-        view = memoryview(data)
-        for i in range(0, len(view), 1 << 24):
-            f.write(view[i:i + (1 << 24)])
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def atomic_write(path, data):
-    """Replace ``path`` by ``data`` atomically (temp file, fsync, rename)."""
-    tmp = path + ".tmp"
-    try:
-        _write_file(tmp, data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-    _serialize._fsync_dir(os.path.dirname(os.path.abspath(path)))
+# the writer of the state file, looked up when saving (tests put a failing disk here)
+_write_file = archive.write_file
 
 
 def save_checkpoint(trainer, filename, external_state):
@@ -305,60 +273,19 @@ def save_checkpoint(trainer, filename, external_state):
         "external_state": encode_state(external_state if external_state is not None else {}, arrays,
                                        "external_state"),
     }
-    data = _state_bytes(state, arrays)   # everything that can fail on content fails before writing
+    data = archive.pack(state, STATE_KEY, arrays)   # everything that can fail on content fails before writing
     _serialize.save_model(combined, filename)
-    atomic_write(state_path(filename), data)
+    archive.atomic_write(state_path(filename), data, _write_file)
 
 
 # ============================================================================ restoring
 
 def _read_archive(data):
     """(state dict, {key: array}) of a checkpoint file's bytes."""
-    if len(data) == 0:
-        raise _Invalid("the file is empty")
-    if data[:1] == b"\x80":
-        raise _Invalid("it is a pickle file; checkpoints are never unpickled")
-    if data[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
-        raise _Invalid("it is not a checkpoint archive (no zip header)")
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        infos = zf.infolist()
-    except Exception as e:
-        raise _Invalid("the archive is damaged or truncated (%s)" % e) from None
-    headers = {}
-    for info in infos:
-        name = info.filename
-        if name.endswith(".pkl") or name.endswith(".pickle"):
-            raise _Invalid("it contains pickled data (%r); checkpoints are never unpickled" % name)
-        if not name.endswith(".npy") or "/" in name or "\\" in name:
-            raise _Invalid("unexpected archive entry %r" % name)
-        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
-            raise _Invalid("archive entry %r is compressed or has inconsistent sizes" % name)
-        try:
-            headers[name[:-4]] = _serialize._check_header(zf, info, "entry %r" % name[:-4])
-        except _serialize._Invalid as e:
-            raise _Invalid(str(e)) from None
-        except Exception as e:
-            raise _Invalid("the archive is damaged or truncated (%s)" % e) from None
-    if STATE_KEY not in headers:
-        raise _Invalid("the archive has no %s entry" % STATE_KEY)
-    try:
-        npz = np.load(io.BytesIO(data), allow_pickle=False)
-        arrays = {k: npz[k] for k in headers}
-    except Exception as e:
-        raise _Invalid("the archive is damaged or truncated (%s)" % e) from None
-    raw = arrays.pop(STATE_KEY)
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise _Invalid("%s must be a 1-D uint8 array" % STATE_KEY)
-
-    def no_constants(c):
-        raise _Invalid("the state contains %s" % c)
-    try:
-        state = json.loads(raw.tobytes().decode("utf-8"), parse_constant=no_constants)
-    except _Invalid:
-        raise
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise _Invalid("the state is not valid JSON (%s)" % e) from None
+    npz, headers = archive.open_archive(data, "checkpoint", STATE_KEY)
+    with npz:
+        state = archive.read_description(npz, headers, STATE_KEY, "the state")
+        arrays = {k: archive.read_array(npz, k) for k in headers if k != STATE_KEY}
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise _Invalid("it is not a trainer checkpoint (format %r)" % (state.get("format") if isinstance(state, dict)
                                                                         else None,))

@@ -58,8 +58,18 @@ def _schedule(size, what, default=None):
                      % (what, type(size).__name__))
 
 
-def _warn_deprecated(message):
-    warnings.warn("DEPRECATED: " + message, DeprecationWarning, stacklevel=3)
+def _deprecated_source_args(minibatch_source, minibatch_size, source, mb_size):
+    """(minibatch_source, minibatch_size), taken from the deprecated ``source``/``mb_size`` where
+    given (with a DeprecationWarning pointing at the config's caller)."""
+    if source is not None:
+        warnings.warn('DEPRECATED: "source" parameter is deprecated, please use "minibatch_source" instead',
+                      DeprecationWarning, stacklevel=3)
+        minibatch_source = source
+    if mb_size is not None:
+        warnings.warn('DEPRECATED: "mb_size" parameter is deprecated, please use "minibatch_size" instead',
+                      DeprecationWarning, stacklevel=3)
+        minibatch_size = mb_size
+    return minibatch_source, minibatch_size
 
 
 def _is_source(obj):
@@ -127,12 +137,7 @@ class CrossValidationConfig:
 
     def __init__(self, minibatch_source=None, frequency=None, minibatch_size=32, callback=None, max_samples=None,
                  model_inputs_to_streams=None, criterion=None, source=None, mb_size=None):
-        if source is not None:
-            _warn_deprecated('"source" parameter is deprecated, please use "minibatch_source" instead')
-            minibatch_source = source
-        if mb_size is not None:
-            _warn_deprecated('"mb_size" parameter is deprecated, please use "minibatch_size" instead')
-            minibatch_size = mb_size
+        minibatch_source, minibatch_size = _deprecated_source_args(minibatch_source, minibatch_size, source, mb_size)
         self.callback = callback
         frequency, unit = _unpack_frequency(frequency, "CrossValidationConfig")
         if minibatch_source is None and callback is None:
@@ -161,12 +166,7 @@ class TestConfig:
 
     def __init__(self, minibatch_source=None, minibatch_size=32, model_inputs_to_streams=None, criterion=None,
                  source=None, mb_size=None):
-        if source is not None:
-            _warn_deprecated('"source" parameter is deprecated, please use "minibatch_source" instead')
-            minibatch_source = source
-        if mb_size is not None:
-            _warn_deprecated('"mb_size" parameter is deprecated, please use "minibatch_size" instead')
-            minibatch_size = mb_size
+        minibatch_source, minibatch_size = _deprecated_source_args(minibatch_source, minibatch_size, source, mb_size)
         self.minibatch_size = _schedule(minibatch_size, "TestConfig: minibatch_size")
         self.minibatch_source, self.model_inputs_to_streams = _sanitize_source(
             minibatch_source, model_inputs_to_streams, criterion, infinitely_repeat=False)

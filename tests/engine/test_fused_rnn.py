@@ -27,7 +27,7 @@ def _randomize(params, rng, scale=0.5):
         p.value = rng.uniform(-scale, scale, p.shape).astype(p.dtype)
 
 
-def _model(build, n_in, dtype, seed):
+def _model(build, n_in, dtype, seed, lengths=LENGTHS):
     """``build(x)`` -> y over a sequence input; a loss reading every output step through random
     weights z; parameters randomized (biases included)."""
     x = C.sequence.input_variable(n_in, dtype=dtype, needs_gradient=True)
@@ -36,8 +36,8 @@ def _model(build, n_in, dtype, seed):
     loss = C.reduce_sum(C.tanh(y) * z)
     rng = np.random.default_rng(seed)
     _randomize(loss.parameters, rng)
-    seqs = [rng.uniform(-1, 1, (n, n_in)).astype(dtype) for n in LENGTHS]
-    zs = [rng.uniform(-1, 1, (n,) + y.output.shape).astype(dtype) for n in LENGTHS]
+    seqs = [rng.uniform(-1, 1, (n, n_in)).astype(dtype) for n in lengths]
+    zs = [rng.uniform(-1, 1, (n,) + y.output.shape).astype(dtype) for n in lengths]
     return x, y, loss, {x: seqs, z: zs}
 
 
@@ -80,6 +80,16 @@ def test_fused_equals_stepped_float64(kind, go_backwards, layout):
     assert _kinds(y) == [kind]
     with fuse.fused_rnn(False):
         assert _kinds(y) == []
+    _assert_same(_both_paths(y, loss, feed, x), loss.parameters, x, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_fused_equals_stepped_on_equal_lengths(go_backwards):
+    """No padding: the kernel runs on the batch as it is (flipped in time to go backwards)."""
+    def build(x):
+        return C.layers.Recurrence(C.layers.LSTM(3), go_backwards=go_backwards)(x)
+    x, y, loss, feed = _model(build, 2, np.float64, seed=10, lengths=(4, 4, 4))
+    assert _kinds(y) == ["lstm"]
     _assert_same(_both_paths(y, loss, feed, x), loss.parameters, x, rtol=1e-10, atol=1e-12)
 
 

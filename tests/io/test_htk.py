@@ -295,6 +295,21 @@ def test_mlf_file_level_errors(tmp_path):
         HTKMLFDeserializer(None, StreamDefs(a=StreamDef(shape=3, mlf="x"), b=StreamDef(shape=3, mlf="y")))
 
 
+
+@pytest.mark.parametrize("make,files,who,files_words,dim_words", [
+    (lambda d: HTKFeatureDeserializer(d), "scp", "HTKFeatureDeserializer", "scp files", "feature dimension"),
+    (lambda d: HTKMLFDeserializer(None, d), "mlf", "HTKMLFDeserializer", "master label files", "number of classes")],
+    ids=["features", "mlf"])
+def test_stream_definition_errors_name_the_deserializer_and_stream(make, files, who, files_words, dim_words):
+    with pytest.raises(ValueError, match=r"^%s does not support stream names \(field\); stream 's' has field='x'$"
+                       % who):
+        make(StreamDefs(s=StreamDef(field='x', shape=3, **{files: "f"})))
+    with pytest.raises(ValueError, match="^%s: no %s specified for stream 's'$" % (who, files_words)):
+        make(StreamDefs(s=StreamDef(shape=3)))
+    with pytest.raises(ValueError, match="^%s: stream 's' needs shape=<%s>$" % (who, dim_words)):
+        make(StreamDefs(s=StreamDef(**{files: "f"})))
+
+
 # ---------------------------------------------------------------------------- MinibatchSource
 
 from cntk.io import MinibatchSource  # noqa: E402

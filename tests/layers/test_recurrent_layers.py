@@ -12,6 +12,7 @@ from cntk.layers import (LSTM, GRU, RNNStep, RNNUnit, Recurrence, RecurrenceFrom
                          ForwardDeclaration, Sequential, Dense, Embedding, default_options,
                          default_options_for)
 from cntk.engine.graph import walk
+from finite_differences import parameter_gradient, sequence_gradients
 
 RNG = np.random.RandomState(1234)
 LENGTHS = [5, 1, 3]
@@ -227,21 +228,6 @@ def test_sequences_are_independent_of_the_minibatch():
 
 # -- gradients --------------------------------------------------------------------------------
 
-def _numgrad(f, arr, eps=1e-6):
-    g = np.zeros_like(arr)
-    it = np.nditer(arr, flags=['multi_index'])
-    for _ in it:
-        i = it.multi_index
-        old = arr[i]
-        arr[i] = old + eps
-        fp = f()
-        arr[i] = old - eps
-        fm = f()
-        arr[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("make", [lambda: LSTM(3, cell_shape=4, use_peepholes=True),
                                   lambda: GRU(3), lambda: RNNStep(3, activation=C.tanh),
                                   lambda: LSTM(3, enable_self_stabilization=True),
@@ -259,24 +245,13 @@ def test_recurrence_gradients_float64(make):
     # every parameter, the stabilizers' alphas (used through a softplus) included, is float64
     assert {np.dtype(p.dtype) for p in z.parameters} == {np.dtype(np.float64)}
 
-    def total():
-        return sum(float(s.sum()) for s in z.eval({x: X}))
+    def total(data=X):
+        return sum(float(s.sum()) for s in z.eval({x: data}))
     params = [p for p in z.parameters]
     grads = z.grad({x: X}, wrt=params + [x])
     for p in params:
-        val = p.value
-        holder = {'v': val}
-
-        def f():
-            p.value = holder['v']
-            return total()
-        num = _numgrad(f, holder['v'])
-        p.value = val
-        np.testing.assert_allclose(grads[p], num, rtol=1e-5, atol=1e-8, err_msg=p.name)
-    for b, s in enumerate(X):
-        def fx():
-            return total()
-        num = _numgrad(fx, s)
+        np.testing.assert_allclose(grads[p], parameter_gradient(total, p), rtol=1e-5, atol=1e-8, err_msg=p.name)
+    for b, num in enumerate(sequence_gradients(total, X)):
         np.testing.assert_allclose(grads[x][b], num, rtol=1e-5, atol=1e-8)
 
 
@@ -457,6 +432,19 @@ def test_default_options_for_recurrent_layers():
 
 # -- RecurrenceFrom, Fold, Delay, PastValueWindow, ForwardDeclaration -------------------------
 
+def _check_encoder_decoder(out, E, F, enc_cell, dec_cell):
+    """Each decoder output sequence against the LSTM reference started from the state the
+    encoder (4 cells) reaches at the last item of the matching encoder sequence."""
+    se, ie = _lstm_ref(enc_cell, 4, 4)
+    sd, _ = _lstm_ref(dec_cell, 4, 4)
+    assert len(out) == len(F)
+    for e, f, o in zip(E, F, out):
+        state = ie
+        for t in range(len(e)):
+            state = se(state, e[t].astype(np.float64))
+        np.testing.assert_allclose(o, _scan(sd, state, f.astype(np.float64), False), rtol=1e-5, atol=1e-6)
+
+
 def test_recurrence_from_takes_data_initial_states():
     en = C.sequence.input_variable(3, sequence_axis=C.Axis('m'))
     fr = C.sequence.input_variable(2, sequence_axis=C.Axis('n'))
@@ -468,14 +456,7 @@ def test_recurrence_from_takes_data_initial_states():
     z = decoder(h, c, fr)
     assert z.shape == (4,) and z.output.sequence_axis == C.Axis('n')
     E, F = _seqs(3, [4, 2]), _seqs(2, [3, 5])
-    out = z.eval({en: E, fr: F})
-    se, ie = _lstm_ref(enc_cell, 4, 4)
-    sd, _ = _lstm_ref(dec_cell, 4, 4)
-    for e, f, o in zip(E, F, out):
-        state = ie
-        for t in range(len(e)):
-            state = se(state, e[t].astype(np.float64))    # the last item of the encoder sequences
-        np.testing.assert_allclose(o, _scan(sd, state, f.astype(np.float64), False), rtol=1e-5, atol=1e-6)
+    _check_encoder_decoder(z.eval({en: E, fr: F}), E, F, enc_cell, dec_cell)
     # backwards: the first item of a sequence initial state; a batch-only initial state as is
     s0 = C.input_variable(3)
     cell = RNNStep(3, activation=C.tanh)
@@ -535,14 +516,7 @@ def test_recurrence_from_inside_a_function_typed_later():
     assert model.output.sequence_axis == n and model.shape == (4,)
     en, fr = model.arguments
     E, F = _seqs(3, [4, 2, 1]), _seqs(2, [3, 5, 2])
-    out = model.eval({en: E, fr: F})
-    se, ie = _lstm_ref(enc_cell, 4, 4)
-    sd, _ = _lstm_ref(dec_cell, 4, 4)
-    for e, f, o in zip(E, F, out):
-        state = ie
-        for t in range(len(e)):
-            state = se(state, e[t].astype(np.float64))
-        np.testing.assert_allclose(o, _scan(sd, state, f.astype(np.float64), False), rtol=1e-5, atol=1e-6)
+    _check_encoder_decoder(model.eval({en: E, fr: F}), E, F, enc_cell, dec_cell)
 
 
 def test_recurrence_from_static_and_parameter_initial_states_by_replace_placeholders():
@@ -578,14 +552,7 @@ def test_recurrence_from_gradient_reaches_only_the_used_item_of_a_sequence_state
         def total(S):
             return sum(float(o.sum()) for o in rf.eval({seq0: S, fr: F}))
         g = rf.grad({seq0: S0, fr: F}, wrt=[seq0])
-        eps = 1e-6
-        for b in range(2):
-            num = np.zeros_like(S0[b])
-            for i in np.ndindex(*S0[b].shape):
-                for sign in (1, -1):
-                    S = [a.copy() for a in S0]
-                    S[b][i] += sign * eps
-                    num[i] += sign * total(S) / (2 * eps)
+        for b, num in enumerate(sequence_gradients(total, S0)):
             np.testing.assert_allclose(g[b], num, rtol=1e-6, atol=1e-9)
             used = 0 if backwards else len(S0[b]) - 1
             assert np.abs(g[b][used]).sum() > 0 and np.abs(np.delete(g[b], used, 0)).sum() == 0

@@ -12,6 +12,7 @@ from cntk.layers import (Convolution, Convolution1D, Convolution2D, ConvolutionT
                          ConvolutionTranspose2D, ConvolutionTranspose3D, SequentialConvolution, MaxPooling,
                          MaxUnpooling, BatchNormalization, Dense, Dropout, Sequential, default_options,
                          default_options_for)
+from finite_differences import numeric_gradient, parameter_gradient, sequence_gradients
 
 
 # -- numpy references ---------------------------------------------------------------------------
@@ -55,16 +56,6 @@ def _seq_conv_ref(x, W, pad):
     out = L if pad else L - k + 1
     xp = np.concatenate([np.zeros((lo, x.shape[1])), x, np.zeros((k, x.shape[1]))])
     return np.stack([np.einsum('tc,oct->o', xp[t:t + k], W) for t in range(out)])
-
-
-def _numgrad(f, X, eps=1e-6):
-    num = np.zeros_like(X)
-    for i in np.ndindex(X.shape):
-        Xp, Xm = X.copy(), X.copy()
-        Xp[i] += eps
-        Xm[i] -= eps
-        num[i] = (f(Xp) - f(Xm)) / (2 * eps)
-    return num
 
 
 def _total(v):
@@ -143,15 +134,11 @@ def test_convolution_transpose_gradients_float64():
     y = t(x)
     X = np.random.RandomState(5).randn(2, 2, 3, 3)
     g = y.grad({x: X}, wrt=[x, t.W, t.b])
-    np.testing.assert_allclose(g[x], _numgrad(lambda v: _total(y.eval({x: v})), X), rtol=1e-5, atol=1e-7)
-    W0 = t.W.value
 
-    def loss_w(v):
-        t.W.value = v
-        return _total(y.eval({x: X}))
-    num = _numgrad(loss_w, W0)
-    t.W.value = W0
-    np.testing.assert_allclose(g[t.W], num, rtol=1e-5, atol=1e-7)
+    def loss(v=X):
+        return _total(y.eval({x: v}))
+    np.testing.assert_allclose(g[x], numeric_gradient(loss, X), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(g[t.W], parameter_gradient(loss, t.W), rtol=1e-5, atol=1e-7)
     assert g[t.b].shape == (3, 1, 1)
 
 
@@ -211,12 +198,8 @@ def test_sequential_convolution_gradient_float64():
     rng = np.random.RandomState(7)
     seqs = [rng.randn(3, 2, 4), rng.randn(1, 2, 4)]
     g = y.grad({s: seqs}, wrt=[s])
-    for i, a in enumerate(seqs):
-        def f(v, i=i):
-            data = list(seqs)
-            data[i] = v
-            return _total(y.eval({s: data}))
-        np.testing.assert_allclose(g[i], _numgrad(f, a), rtol=1e-5, atol=1e-7)
+    for i, num in enumerate(sequence_gradients(lambda data: _total(y.eval({s: data})), seqs)):
+        np.testing.assert_allclose(g[i], num, rtol=1e-5, atol=1e-7)
 
 
 def test_convolution_sequential_bias_keeps_the_item_rank():
@@ -252,13 +235,7 @@ def test_transpose_weight_is_a_true_convolution():
     yd = c(xd)
     Xd = np.random.RandomState(3).randn(1, 1, 4, 4)
     g = yd.grad({xd: Xd}, wrt=[c.W])
-    W0 = c.W.value
-
-    def loss(v):
-        c.W.value = v
-        return _total(yd.eval({xd: Xd}))
-    num = _numgrad(loss, W0)
-    c.W.value = W0
+    num = parameter_gradient(lambda: _total(yd.eval({xd: Xd})), c.W)
     np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-7)
 
 

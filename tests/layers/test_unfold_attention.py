@@ -10,6 +10,7 @@ import cntk as C
 from cntk.layers import (UnfoldFrom, Recurrence, LSTM, GRU, Dense, Embedding, AttentionModel,
                          default_options, identity)
 from cntk.layers.models import AttentionModel as AttentionModelFromModels
+from finite_differences import numeric_gradient, parameter_gradient, sequence_gradients
 
 RNG = np.random.RandomState(99)
 
@@ -77,28 +78,10 @@ def test_unfold_from_gradients_float64():
     R = [np.zeros((3, 1)), np.zeros((2, 1))]
     g = y.grad({s0: S0, ref: R}, wrt=[M, s0])
 
-    def total():
-        return sum(float(o.sum()) for o in y.eval({s0: S0, ref: R}))
-    eps = 1e-6
-    for target, arr in ((M, None), (s0, S0)):
-        base = M.value if arr is None else arr
-        num = np.zeros_like(base)
-        for i in np.ndindex(*base.shape):
-            for sign in (1, -1):
-                b = base.copy()
-                b[i] += sign * eps
-                if arr is None:
-                    M.value = b
-                    v = total()
-                else:
-                    S0 = b
-                    v = total()
-                num[i] += sign * v / (2 * eps)
-            if arr is None:
-                M.value = base
-            else:
-                S0 = base
-        np.testing.assert_allclose(g[target], num, rtol=1e-6, atol=1e-9)
+    def total(S=S0):
+        return sum(float(o.sum()) for o in y.eval({s0: S, ref: R}))
+    np.testing.assert_allclose(g[M], parameter_gradient(total, M), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(g[s0], numeric_gradient(total, S0), rtol=1e-6, atol=1e-9)
 
 
 def _unfold_ref(gen, state, n):
@@ -156,21 +139,11 @@ def test_unfold_from_elementwise_generator_gradient_float64():
     s0, r = y.arguments
     S0, R = rng.randn(2, 2), [np.zeros((3, 1)), np.zeros((2, 1))]
 
-    def total(S, a):
-        scale.value = a
+    def total(S=S0):
         return sum(float(o.sum()) for o in y.eval({s0: S, r: R}))
     g = y.grad({s0: S0, r: R}, wrt=[s0, scale])
-    eps = 1e-6
-    num = np.zeros_like(S0)
-    for i in np.ndindex(*S0.shape):
-        for sign in (1, -1):
-            S = S0.copy()
-            S[i] += sign * eps
-            num[i] += sign * total(S, 0.7) / (2 * eps)
-    np.testing.assert_allclose(g[s0], num, rtol=1e-6, atol=1e-9)
-    num_scale = (total(S0, 0.7 + eps) - total(S0, 0.7 - eps)) / (2 * eps)
-    scale.value = 0.7
-    np.testing.assert_allclose(g[scale], num_scale, rtol=1e-6)
+    np.testing.assert_allclose(g[s0], numeric_gradient(total, S0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(g[scale], parameter_gradient(total, scale), rtol=1e-6)
 
 
 def test_unfold_from_bad_generators():
@@ -242,30 +215,11 @@ def test_attention_model_gradients_float64():
     params = z.parameters
     g = z.grad({en: E, de: D}, wrt=params + [en])
 
-    def total():
-        return sum(float(o.sum()) for o in z.eval({en: E, de: D}))
-    eps = 1e-6
+    def total(enc=E):
+        return sum(float(o.sum()) for o in z.eval({en: enc, de: D}))
     for p in params:
-        base = p.value
-        num = np.zeros_like(base)
-        for i in np.ndindex(*base.shape):
-            for sign in (1, -1):
-                b = base.copy()
-                b[i] += sign * eps
-                p.value = b
-                num[i] += sign * total() / (2 * eps)
-        p.value = base
-        np.testing.assert_allclose(g[p], num, rtol=1e-6, atol=1e-9)
-    for k, e in enumerate(E):
-        num = np.zeros_like(e)
-        for i in np.ndindex(*e.shape):
-            old = e[i]
-            e[i] = old + eps
-            fp = total()
-            e[i] = old - eps
-            fm = total()
-            e[i] = old
-            num[i] = (fp - fm) / (2 * eps)
+        np.testing.assert_allclose(g[p], parameter_gradient(total, p), rtol=1e-6, atol=1e-9)
+    for k, num in enumerate(sequence_gradients(total, E)):
         np.testing.assert_allclose(g[en][k], num, rtol=1e-6, atol=1e-9)
 
 

@@ -210,7 +210,8 @@ def test_bad_input_raises_at_construction():
 def test_inside_a_recurrent_loop_is_an_error():
     x = C.sequence.input_variable(3)
     p = C.placeholder(4)
-    loop = C.optimized_rnnstack(x + C.sequence.past_value(p)[0:3], C.parameter((C.InferredDimension, 4), init=0.1), 4, 1)
+    W = C.parameter((C.InferredDimension, 4), init=0.1)
+    loop = C.optimized_rnnstack(x + C.sequence.past_value(p)[0:3], W, 4, 1)
     with pytest.raises(ValueError, match="OptimizedRNNStack.*cannot be used inside a recurrent loop"):
         loop.replace_placeholders({p: loop.output})
 

@@ -300,3 +300,18 @@ def test_restart_with_a_ctf_reader(tmp_path):
     resumed, trainer = run(70, cp)
     assert trainer.total_number_of_samples_seen == 70
     np.testing.assert_array_equal(resumed, uninterrupted)
+
+
+@pytest.mark.parametrize("config", [C.CrossValidationConfig, C.TestConfig])
+def test_deprecated_source_and_mb_size_names(config):
+    X, Y = data(6)
+    source = ArraySource({'features': list(X), 'labels': list(Y)}, max_sweeps=1)
+    with pytest.warns(DeprecationWarning) as rec:
+        cfg = config(source=source, mb_size=4)
+    messages = [str(w.message) for w in rec]
+    assert len(messages) == 2
+    assert any('"source" parameter is deprecated' in m for m in messages)
+    assert any('"mb_size" parameter is deprecated' in m for m in messages)
+    assert all(w.filename == __file__ for w in rec)     # the warning points at the caller
+    assert cfg.minibatch_source is source
+    assert cfg.minibatch_size[0] == 4
