@@ -30,3 +30,4 @@ from .learners import *  # noqa: E402,F401,F403
 from . import train, logging  # noqa: E402,F401
 from .train import *  # noqa: E402,F401,F403
 from . import io  # noqa: E402,F401
+from . import eval, debugging, cntk_py  # noqa: E402,F401

@@ -100,16 +100,19 @@ def _parse_matrix(MT):
     for j in range(1, W):
         V *= mul[j]
         V += Dz[j]
-    k = -(pe.astype(np.int64) - pdot - has_dot)                             # digits after the dot
+    nfrac = pe - pdot - has_dot                                             # digits after the dot
     if has_e.any():
+        k = -nfrac.astype(np.int64)
         ex = _horner(D * (isd & (pos > pe)))
         ex = np.minimum(ex, 100000.0).astype(np.int64)
         eneg = (ism[1:] & ise[:-1]).any(0) if W > 1 else np.zeros(n, dtype=bool)
         k += np.where(eneg, -ex, ex)
-    if (k < -22).any() or (k > 0).any():
-        v = _scale(V, k)
-    else:
-        v = V / _POW_NEG[-k]        # one correctly rounded division
+        if (k < -22).any() or (k > 0).any():
+            v = _scale(V, k)
+        else:
+            v = V / _POW_NEG[-k]        # one correctly rounded division
+    else:               # 0 <= nfrac < W <= 15 (clip: only malformed tokens could leave that range)
+        v = V / _POW_NEG.take(nfrac, mode="clip")
     if ism[0].any():     # negate by flipping the sign bit (much faster than a masked negative)
         v.view(np.uint64)[...] ^= ism[0].astype(np.uint64) << np.uint64(63)
     return v, ok
@@ -264,14 +267,16 @@ def parse_indices(buf, starts, ends):
         v, ok = _parse_spans(buf, starts, ends, _parse_index_matrix, INDEX_RE, int)
         ok &= v < 2.0 ** 62
         return np.where(ok, v, 0).astype(np.int64), ok
-    # right-aligned: digit j counted from the end weighs 10**j
+    # right-aligned: digit j counted from the end weighs 10**j; bytes before a token's start
+    # are zeroed (narrow integer types while the sum cannot overflow)
     ok = L > 0
-    v = np.zeros(n, dtype=np.int64)
-    pos = ends.astype(np.int64) - 1
+    dt = np.int32 if W <= 9 else np.int64
+    v = np.zeros(n, dtype=dt)
     for j in range(W):
-        inside = pos >= starts
-        d = np.take(buf, np.maximum(pos, 0)) - np.uint8(48)
-        ok &= ~inside | (d < 10)
-        v += np.where(inside, d.astype(np.int64) * 10 ** j, 0)
-        pos -= 1
-    return np.where(ok, v, 0), ok
+        d = buf.take(ends - (j + 1), mode="clip") - np.uint8(48)
+        if j:
+            d *= L > j
+        ok &= d < 10
+        v += d * dt(10 ** j)
+    v *= ok
+    return v.astype(np.int64, copy=False), ok

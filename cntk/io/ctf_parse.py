@@ -195,8 +195,6 @@ def _parse(data, n, streams, has_ids, first_line):
     bar_line = line_of_mark[~is_nl]
     nxt = B[bars + 1]
     is_cmt = nxt == 35
-    after = np.flatnonzero(~is_nl) + 1                  # the mark after each bar ends its field
-    field_end = marks[after]
     bad = np.zeros(nlines, dtype=bool)
 
     # first '|' of each line; lines without one are blank or malformed
@@ -218,28 +216,39 @@ def _parse(data, n, streams, has_ids, first_line):
     if not has_ids:
         bad |= has_id
 
-    # the stream each '|' names (-1: a comment or an unknown name)
-    data_bar = ~is_cmt
-    bar_stream = np.full(len(bars), -1, dtype=np.int64)
-    bad[bar_line[data_bar & ((nxt <= 32) | (nxt == 124))]] = True
+    # the stream each '|' names (-1: a comment or an unknown name). Names hold no '|', '#' or
+    # byte <= 32, so matching the name's bytes and a terminator after it also rules out
+    # comments and fields shorter than the name; the bytes after the bars are read once for
+    # all names
+    kdt = np.int8 if len(streams) < 127 else np.int32
+    bar_stream = np.full(len(bars), -1, dtype=kdt)
+    bad[bar_line[~is_cmt & ((nxt <= 32) | (nxt == 124))]] = True
+    after_bar = {0: nxt}
+
+    def byte_after(j):
+        if j not in after_bar:
+            after_bar[j] = B.take(bars + (1 + j), mode="clip")
+        return after_bar[j]
+
+    fks = []
+    has_data = np.zeros(nlines, dtype=bool)        # a line needs a declared stream
     for k, (name, dim, is_sparse) in enumerate(streams):
         L = len(name)
-        match = data_bar & ((field_end - bars - 1) >= L)
-        for j, ch in enumerate(name):
-            match &= B[bars + 1 + j] == ch
-        term = B[bars + 1 + L]
+        match = byte_after(0) == name[0]
+        for j in range(1, L):
+            match &= byte_after(j) == name[j]
+        term = byte_after(L)
         match &= (term <= 32) | (term == 124)
-        bar_stream[match] = k
-    # a line needs a declared stream; undeclared ones are skipped
-    has_data = np.zeros(nlines, dtype=bool)
-    has_data[bar_line[bar_stream >= 0]] = True
-    bad |= ~nobar & ~has_data
-    res.unknown_lines = np.unique(bar_line[data_bar & (bar_stream < 0)])
-    for k in range(len(streams)):
-        lk = bar_line[bar_stream == k]
-        if len(lk) > 1:
+        fk = np.flatnonzero(match)                      # this stream's fields, in line order
+        bar_stream[fk] = k
+        fks.append(fk)
+        lk = bar_line[fk]
+        has_data[lk] = True
+        if len(lk) > 1:                                 # twice on one line
             dup = lk[1:] == lk[:-1]
             bad[lk[1:][dup]] = True
+    bad |= ~nobar & ~has_data                       # undeclared streams are skipped
+    res.unknown_lines = np.unique(bar_line[~is_cmt & (bar_stream < 0)])
 
     # blank the ids (already parsed) and lines without '|', so that every token lies in a field
     pre_e = np.where(nobar, nl, fb)
@@ -258,61 +267,72 @@ def _parse(data, n, streams, has_ids, first_line):
     tok_e = np.flatnonzero((sep[1:] | brk[1:]) & ~sep[:-1]) + 1
     c0 = B[tok_s]
     is_bar_tok = c0 == 124
-    tok_f = np.cumsum(is_bar_tok) - 1                    # the field (bar) of each token
-    # the stream of each value token; -1 for '|name' tokens, comments and undeclared streams
-    tok_k = bar_stream[tok_f]
-    tok_k[is_bar_tok | (tok_f < 0)] = -1
+    # the field (bar) of each token
+    tok_f = np.cumsum(is_bar_tok, dtype=np.int32 if len(c0) < 2 ** 31 else np.int64) - 1
+    # 1 + the stream of each value token; 0 for '|name' tokens, comments and undeclared streams
+    tok_k = (bar_stream + 1).astype(np.uint8 if kdt == np.int8 else np.int32)[tok_f]
+    tok_k *= ~is_bar_tok
+    if len(tok_f) and tok_f[0] < 0:                      # tokens before the first '|' (none: blanked)
+        tok_k[tok_f < 0] = 0
+    # the number of value tokens of each field: the tokens up to the next '|name' token
+    bar_tok = np.flatnonzero(is_bar_tok)
+    field_ntok = np.diff(bar_tok, append=len(tok_s)) - 1
 
     short_fields = np.zeros(len(bars), dtype=bool)
     out = {}
     for k, (name, dim, is_sparse) in enumerate(streams):
-        fk = np.flatnonzero(bar_stream == k)            # this stream's fields, in line order
-        sel = np.flatnonzero(tok_k == k)
-        s_, e_, tf, ck = tok_s[sel], tok_e[sel], tok_f[sel], c0[sel]
-        rank = np.full(len(bars), -1, dtype=np.int64)
-        rank[fk] = np.arange(len(fk))
-        row = rank[tf]
-        ntok = np.bincount(row, minlength=len(fk)) if len(row) else np.zeros(len(fk), np.int64)
+        fk = fks[k]
+        sel = np.flatnonzero(tok_k == k + 1)
+        ntok = field_ntok[fk]
         if is_sparse:
-            # tokens alternate index, ':value' within each field, each value right after its index
+            ck = c0[sel]
+            gi, gv = sel[0::2], sel[1::2]
+            if len(sel) % 2 == 0 and (ck[1::2] == 58).all() and not (ck[0::2] == 58).any():
+                # tokens alternate index, ':value' (the common case): an entry is well formed
+                # when its value starts right where its index ends
+                ie, vs = tok_e[gi], tok_s[gv]
+                paired = ie == vs
+                idx, ok_i = parse_indices(B, tok_s[gi], ie)
+                val, ok_v = parse_numbers(B, vs + 1, tok_e[gv])
+                val32 = val.astype(np.float32)
+                ok_pair = paired & ok_i & ok_v & (idx < dim) & np.isfinite(val32)
+                if not ok_pair.all():
+                    bad[bar_line[tok_f[gi[~ok_pair]]]] = True
+                out[k] = ("sparse", fk, None, ntok // 2, idx, val32)
+                continue
+            s_, e_, tf = tok_s[sel], tok_e[sel], tok_f[sel]
+            # some entry is not 'index:value': find the tokens out of step
             colon = ck == 58
             ii = np.flatnonzero(~colon)                   # index tokens
-            iv = np.flatnonzero(colon)                    # ':value' tokens
-            if len(ii) == len(iv) and np.array_equal(iv, ii + 1):
-                paired = (tf[ii] == tf[iv]) & (e_[ii] == s_[iv])
-                okt = np.ones(len(sel), dtype=bool)
-                okt[ii] = paired
-            else:       # some entry is not 'index:value': find the tokens out of step
-                nxt = np.append(ii + 1, 0)[:len(ii)]
-                nxt_c = np.zeros(len(ii), dtype=bool)
-                inr = nxt < len(sel)
-                nxt_c[inr] = colon[nxt[inr]]
-                paired = nxt_c & (tf[ii] == tf[np.minimum(nxt, len(sel) - 1)]) & \
-                    (e_[ii] == s_[np.minimum(nxt, len(sel) - 1)])
-                okt = np.ones(len(sel), dtype=bool)
-                okt[ii] = paired
-                prev_ok = np.zeros(len(sel), dtype=bool)
-                prev_ok[ii[paired] + 1] = True
-                okt[colon & ~prev_ok] = False             # a ':value' without its index
-                iv = np.minimum(ii + 1, max(len(sel) - 1, 0))
+            nxt = ii + 1
+            nxt_c = np.zeros(len(ii), dtype=bool)
+            inr = nxt < len(sel)
+            nxt_c[inr] = colon[nxt[inr]]
+            paired = nxt_c & (tf[ii] == tf[np.minimum(nxt, len(sel) - 1)]) & \
+                (e_[ii] == s_[np.minimum(nxt, len(sel) - 1)])
+            okt = np.ones(len(sel), dtype=bool)
+            okt[ii] = paired
+            prev_ok = np.zeros(len(sel), dtype=bool)
+            prev_ok[ii[paired] + 1] = True
+            okt[colon & ~prev_ok] = False             # a ':value' without its index
+            iv = np.minimum(ii + 1, max(len(sel) - 1, 0))
             idx, ok_i = parse_indices(B, s_[ii], e_[ii])
             val, ok_v = parse_numbers(B, s_[iv] + 1, e_[iv])
             val32 = val.astype(np.float32)
             ok_pair = paired & ok_i & ok_v & (idx < dim) & np.isfinite(val32)
             okt[ii[~ok_pair]] = False
-            counts = np.bincount(row[ii], minlength=len(fk)) if len(ii) else np.zeros(len(fk), np.int64)
-            out[k] = ("sparse", fk, row[ii], counts, idx, val32)
+            out[k] = ("sparse", fk, None, None, idx, val32)
         else:
-            val, okt = parse_numbers(B, s_, e_)
-            okt &= ck != 58
+            # a ':' token is no number, so parse_numbers rejects it
+            val, okt = parse_numbers(B, tok_s[sel], tok_e[sel])
             val32 = val.astype(np.float32)
             okt &= np.isfinite(val32)
             over = ntok > dim
             bad[bar_line[fk[over]]] = True
             short_fields[fk[ntok < dim]] = True
-            out[k] = ("dense", fk, row, ntok, None, val32)
+            out[k] = ("dense", fk, None, ntok, None, val32)
         if not okt.all():
-            bad[bar_line[tf[~okt]]] = True
+            bad[bar_line[tok_f[sel[~okt]]]] = True
 
     res.bad_lines = np.flatnonzero(bad)
     res.blank_lines = np.flatnonzero(blank)
@@ -337,6 +357,7 @@ def _parse(data, n, streams, has_ids, first_line):
                 arr = val.reshape(nf, dim)
             else:
                 arr = np.zeros((nf, dim), dtype=np.float32)
+                row = np.repeat(np.arange(nf), counts)
                 first_tok = np.concatenate(([0], np.cumsum(counts)[:-1]))
                 col = np.arange(len(val)) - np.repeat(first_tok, counts)
                 arr[row, col] = val

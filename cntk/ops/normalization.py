@@ -80,6 +80,12 @@ def image_scaler(x, scalar, biases, name=""):
 _auto_seeds = itertools.count(1)
 
 
+def restart_dropout_seeds(start):
+    """Number the automatic dropout seeds from ``start`` on (used by set_fixed_random_seed)."""
+    global _auto_seeds
+    _auto_seeds = itertools.count(start)
+
+
 def dropout(x, dropout_rate=0.0, seed=SentinelValueForAutoSelectRandomSeed, name=""):
     """Inverted dropout, active only in training: each element is kept with probability
     ``1 - dropout_rate`` and scaled by ``1 / (1 - dropout_rate)``; the identity in inference.
