@@ -1,4 +1,4 @@
-"""Timing harness shared by the bench/ scripts (mlp_step.py, lstm_loop.py).
+"""Timing harness and train-step sides shared by the bench/ scripts.
 
 A script builds our side and the torch side, checks that they agree, and then uses:
 
@@ -14,12 +14,19 @@ our_sgd_step and torch_sgd_finish do the timed train step of each side and retur
 """
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repository's cntk
+import cntk as C  # noqa: E402
 
 
 def pin_malloc():
@@ -170,21 +177,163 @@ def profile(fn, n=5, top=25):
     pstats.Stats(pr).sort_stats("tottime").print_stats(top)
 
 
-class TorchClassifierStep:
-    """The torch side of a classifier benchmark: forward, summed cross-entropy against class
-    indices, backward and the SGD update; ``last`` holds the (forward, backward, update) times."""
+class OurSGDStep:
+    """Our side's timed train step: ``step(*args)`` feeds ``feed(*args)`` to ``loss`` and runs
+    our_sgd_step; ``last`` holds its (forward, backward, update) times."""
 
-    def __init__(self, model, lr):
+    def __init__(self, loss, feed, batch, lr):
+        self.loss = loss
+        self.feed = feed
+        self.params = loss.parameters
+        self.tensors = [p._tensor() for p in self.params]
+        self.lr = lr
+        self.ones = np.ones((batch,) + tuple(loss.output.shape), dtype=np.float32)
+        self.last = None
+
+    def step(self, *args):
+        out, grads, self.last = our_sgd_step(self.loss, self.feed(*args), self.ones, self.params,
+                                             self.tensors, self.lr)
+        return out, grads
+
+
+class OneHotSequenceStep(OurSGDStep):
+    """OurSGDStep for ``reduce_sum(cross_entropy_with_softmax(model(x), y))`` over sequences,
+    x and y sparse one-hot fed from lists of index arrays (``step(words, labels)``)."""
+
+    def __init__(self, model, n_in, n_out, batch, lr):
+        self.x = C.sequence.input_variable(n_in, is_sparse=True, name="x")
+        self.y = C.sequence.input_variable(n_out, is_sparse=True, name="y")
+        loss = C.sequence.reduce_sum(C.cross_entropy_with_softmax(model(self.x), self.y))
+        super().__init__(loss, lambda words, labels: {self.x: C.Value.one_hot(words, n_in),
+                                                      self.y: C.Value.one_hot(labels, n_out)}, batch, lr)
+
+
+class TorchStep:
+    """The torch side's timed train step: ``step(*args)`` clears the gradients, evaluates
+    ``loss_fn(*args)``, then backward and plain SGD; ``last`` holds the (forward, backward,
+    update) times."""
+
+    def __init__(self, params, loss_fn, lr, model=None):
         self.model = model
-        self.params = list(model.parameters())
+        self.params = list(params)
+        self.loss_fn = loss_fn
         self.lr = lr
         self.last = None
 
-    def __call__(self, X, labels):
+    def step(self, *args):
         t0 = time.perf_counter()
-        loss = F.cross_entropy(self.model(torch.from_numpy(X)), torch.from_numpy(labels), reduction="sum")
-        t1 = time.perf_counter()
         for p in self.params:
             p.grad = None
+        loss = self.loss_fn(*args)
+        t1 = time.perf_counter()
         self.last = torch_sgd_finish(loss, self.params, self.lr, t0, t1)
         return loss
+
+    __call__ = step
+
+
+class TorchClassifierStep(TorchStep):
+    """The torch side of a classifier benchmark: forward, summed cross-entropy against class
+    indices, backward and the SGD update (``step(X, labels)``)."""
+
+    def __init__(self, model, lr):
+        super().__init__(model.parameters(), lambda X, labels: F.cross_entropy(
+            model(torch.from_numpy(X)), torch.from_numpy(labels), reduction="sum"), lr, model)
+
+
+def lstm_gate_order(hidden):
+    """Row indices taking CNTK's stacked LSTM gates [i, candidate, f, o] to torch's [i, f, candidate, o]."""
+    return np.concatenate([np.arange(hidden) + k * hidden for k in (0, 2, 1, 3)])
+
+
+class EmbeddingLSTMLinear(nn.Module):
+    """nn.Embedding, a stacked nn.LSTM and nn.Linear, loadable from CNTK's
+    ``Embedding, Recurrence(LSTM) x layers, Dense`` weights ``(E, [(W, H, b) per layer], W_out, b_out)``."""
+
+    def __init__(self, vocab, emb, hidden, layers, classes):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, emb)
+        self.lstm = nn.LSTM(emb, hidden, num_layers=layers, batch_first=True)
+        self.out = nn.Linear(hidden, classes)
+        self.perm = lstm_gate_order(hidden)
+
+    def forward(self, words, lengths=None):
+        """Logits per step (batch, T, classes); with ``lengths``, over pack_padded_sequence and
+        for the packed rows only."""
+        if lengths is None:
+            h, _ = self.lstm(self.emb(words))
+            return self.out(h)
+        packed = pack_padded_sequence(self.emb(words), lengths, batch_first=True, enforce_sorted=False)
+        h, _ = self.lstm(packed)
+        return self.out(h.data)
+
+    def load_cntk(self, E, layers, Wo, bo):
+        """Copy in CNTK's weights (numpy arrays); CNTK has one LSTM bias, torch's second is zeroed."""
+        with torch.no_grad():
+            self.emb.weight.copy_(torch.from_numpy(E))
+            for k, (W, H, b) in enumerate(layers):
+                getattr(self.lstm, "weight_ih_l%d" % k).copy_(torch.from_numpy(W.T[self.perm]))
+                getattr(self.lstm, "weight_hh_l%d" % k).copy_(torch.from_numpy(H.T[self.perm]))
+                getattr(self.lstm, "bias_ih_l%d" % k).copy_(torch.from_numpy(b[self.perm]))
+                getattr(self.lstm, "bias_hh_l%d" % k).zero_()
+            self.out.weight.copy_(torch.from_numpy(Wo.T))
+            self.out.bias.copy_(torch.from_numpy(bo))
+        return self
+
+    def cntk_grads(self):
+        """The gradients in load_cntk's layout."""
+        inv = np.argsort(self.perm)
+        lstm = self.lstm
+        layers = [(getattr(lstm, "weight_ih_l%d" % k).grad.numpy()[inv].T,
+                   getattr(lstm, "weight_hh_l%d" % k).grad.numpy()[inv].T,
+                   getattr(lstm, "bias_ih_l%d" % k).grad.numpy()[inv]) for k in range(lstm.num_layers)]
+        return self.emb.weight.grad.numpy(), layers, self.out.weight.grad.numpy().T, self.out.bias.grad.numpy()
+
+
+def flat(named):
+    """(E, [(W, H, b) per layer], W_out, b_out) as one flat list."""
+    E, layers, Wo, bo = named
+    return [E] + [p for layer in layers for p in layer] + [Wo, bo]
+
+
+def values(named):
+    """(E, [(W, H, b) per layer], W_out, b_out) of Parameters as the same nesting of numpy values."""
+    E, layers, Wo, bo = named
+    return E.value, [tuple(p.value for p in layer) for layer in layers], Wo.value, bo.value
+
+
+def check_train_step(ours, theirs, args, our_params, torch_grads, reset_torch, rtol=1e-3, atol=1e-4):
+    """One train step of each side on ``args`` from the same weights: assert the same loss and
+    that our gradients of ``our_params`` match ``torch_grads()`` (numpy, same order); then put
+    both sides back to the weights before (``reset_torch(values)`` gets our values before), so
+    timing starts from the same weights. Returns the two losses."""
+    before = [p.value for p in our_params]
+    out, grads = ours.step(*args)
+    our_loss = float(np.sum(out[ours.loss.output].asarray()))
+    torch_loss = float(theirs.step(*args).detach())
+    assert np.allclose(our_loss, torch_loss, rtol=1e-4), (our_loss, torch_loss)
+    for p, g in zip(our_params, torch_grads()):
+        np.testing.assert_allclose(grads[p].numpy(), g, rtol=rtol, atol=atol, err_msg=p.name)
+    for p, v in zip(our_params, before):
+        p._tensor().data.copy_(torch.from_numpy(v))
+    reset_torch(before)
+    return our_loss, torch_loss
+
+
+def check_embedding_lstm(ours, theirs, words, labels):
+    """check_train_step for a OneHotSequenceStep with ``named()`` against a TorchStep whose model
+    is an EmbeddingLSTMLinear."""
+    named = ours.named()
+    return check_train_step(ours, theirs, (words, labels), flat(named), lambda: flat(theirs.model.cntk_grads()),
+                            lambda _: theirs.model.load_cntk(*values(named)))
+
+
+def time_train(a, ours, theirs, args, target, profile_ours=True):
+    """print_steps, then compare the two sides' train steps on ``args`` (with the breakdown), then
+    with --profile (unless profile_ours is False) cProfile ours. Returns the median ratio."""
+    print_steps(a)
+    ratio = compare("train", lambda: ours.step(*args), lambda: theirs.step(*args), a, target,
+                    parts=(lambda: ours.last, lambda: theirs.last))
+    if a.profile and profile_ours:
+        profile(lambda: ours.step(*args))
+    return ratio

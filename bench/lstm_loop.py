@@ -14,19 +14,11 @@ Also timed: forward only (eval, no autograd).
     python bench/lstm_loop.py [--steps N] [--warmup N] [--quick] [--threads N] [--pin-malloc] [--profile]
 """
 
-import os
-import sys
-import time
-
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
-if HERE not in sys.path:  # harness.py sits next to this script
-    sys.path.insert(0, HERE)
-import cntk as C  # noqa: E402
-import harness  # noqa: E402
+import harness  # sits next to this script; puts the repository on sys.path
+import cntk as C
 
 N_IN, N_H, T, BATCH = 256, 256, 32, 32
 LR = 1e-4
@@ -60,19 +52,10 @@ def build_ours():
     return x, loss, (W, H, b)
 
 
-class OurSide:
+class OurSide(harness.OurSGDStep):
     def __init__(self, x, loss, lr):
-        self.x, self.loss = x, loss
-        self.params = loss.parameters
-        self.tensors = [p._tensor() for p in self.params]
-        self.lr = lr
-        self.ones = np.ones((BATCH,) + tuple(loss.output.shape), dtype=np.float32)  # loss shape is ()
-        self.last = None
-
-    def step(self, X):
-        out, grads, self.last = harness.our_sgd_step(self.loss, {self.x: X}, self.ones, self.params,
-                                                     self.tensors, self.lr)
-        return out, grads
+        super().__init__(loss, lambda X: {x: X}, BATCH, lr)   # loss shape is ()
+        self.x = x
 
     def eval(self, X):
         return self.loss.eval({self.x: X}, as_numpy=False)
@@ -80,14 +63,12 @@ class OurSide:
 
 # -- torch side -------------------------------------------------------------------------------
 
-class TorchSide:
+class TorchSide(harness.TorchStep):
     def __init__(self, W, H, b, lr):
         self.W = torch.tensor(W, requires_grad=True)
         self.H = torch.tensor(H, requires_grad=True)
         self.b = torch.tensor(b, requires_grad=True)
-        self.params = [self.W, self.H, self.b]
-        self.lr = lr
-        self.last = None
+        super().__init__([self.W, self.H, self.b], self.loss, lr)
 
     def loss(self, X):
         x = torch.from_numpy(X)                      # (B, T, N_IN)
@@ -104,15 +85,6 @@ class TorchSide:
             hs.append(h)
         return torch.stack(hs, 1).sum()
 
-    def step(self, X):
-        t0 = time.perf_counter()
-        for p in self.params:
-            p.grad = None
-        loss = self.loss(X)
-        t1 = time.perf_counter()
-        self.last = harness.torch_sgd_finish(loss, self.params, self.lr, t0, t1)
-        return loss
-
     def eval(self, X):
         with torch.no_grad():
             return self.loss(X)
@@ -124,19 +96,13 @@ def check_same(ours, theirs, X, weights):
     our_eval = float(ours.eval(X).asarray().sum())
     torch_eval = float(theirs.eval(X))
     assert np.allclose(our_eval, torch_eval, rtol=1e-4), (our_eval, torch_eval)
-    before = [p.value for p in ours.params]
-    out, grads = ours.step(X)
-    our_loss = float(out[ours.loss.output].asarray().sum())
-    torch_loss = float(theirs.step(X).detach())
-    assert np.allclose(our_loss, torch_loss, rtol=1e-4), (our_loss, torch_loss)
-    for v, t in zip(weights, theirs.params):
-        np.testing.assert_allclose(grads[v].numpy(), t.grad.numpy(), rtol=1e-3, atol=1e-3)
-    for p, v in zip(ours.params, before):  # both sides start timing from the same weights
-        p._tensor().data.copy_(torch.from_numpy(v))
-    with torch.no_grad():
-        for v, t in zip(weights, theirs.params):
-            t.copy_(torch.from_numpy(v.value))
-    return our_loss, torch_loss
+
+    def reset_torch(before):
+        with torch.no_grad():
+            for v, t in zip(before, theirs.params):
+                t.copy_(torch.from_numpy(v))
+    return harness.check_train_step(ours, theirs, (X,), list(weights),
+                                    lambda: [t.grad.numpy() for t in theirs.params], reset_torch, atol=1e-3)
 
 
 def main():
@@ -148,10 +114,7 @@ def main():
     l1, l2 = check_same(ours, theirs, X, weights)
     print("lstm_loop: LSTM in %d, hidden %d, T=%d, batch %d; %s" % (N_IN, N_H, T, BATCH, harness.environment(a)))
     print("check: loss ours %.4f torch %.4f, eval and gradients allclose: ok" % (l1, l2))
-    harness.print_steps(a)
-
-    r_train = harness.compare("train", lambda: ours.step(X), lambda: theirs.step(X), a, TARGET,
-                              parts=(lambda: ours.last, lambda: theirs.last))
+    r_train = harness.time_train(a, ours, theirs, (X,), TARGET, profile_ours=False)
     r_eval = harness.compare("eval ", lambda: ours.eval(X), lambda: theirs.eval(X), a)
     if a.profile:
         harness.profile(lambda: ours.step(X))
