@@ -139,6 +139,21 @@ class Learner:
         """The learning-rate schedule's value at the current sample (or sweep) count, unscaled."""
         return self._lr_value()
 
+    def _reported_parameters(self):
+        """[(name, value)] of the learning rate and momentum as CNTK's learners report them to the
+        progress writers: "<name> per minibatch" for a schedule without reference minibatch size,
+        else "<name> per N samples"."""
+        def name(base, schedule):
+            n = getattr(schedule, "minibatch_size", None)
+            if n is None:
+                return base
+            return base + (" per minibatch" if n == 0 or self.minibatch_size == 0 else " per %d samples" % n)
+        out = [(name("Learning rate", self._lr), self.learning_rate())]
+        momentum = getattr(self, "_momentum_schedule", None)
+        if momentum is not None:
+            out.append((name("Momentum", momentum), self._value(momentum)))
+        return out
+
     def reset_learning_rate(self, learning_rate):
         """Replace the learning-rate schedule; its count 0 is the current position in training."""
         if not isinstance(learning_rate, TrainingParameterSchedule):

@@ -51,26 +51,6 @@ def _learner_list(parameter_learners):
     return list(parameter_learners)
 
 
-def _training_parameters(learner):
-    """[(reported name, value)] of a learner's learning rate and momentum: "<name> per minibatch"
-    for a schedule without reference minibatch size, else "<name> per N samples"."""
-    out = []
-    learner_mb = getattr(learner, "minibatch_size", None)
-
-    def name(base, schedule):
-        n = getattr(schedule, "minibatch_size", None)
-        if n is None:
-            return base
-        return base + (" per minibatch" if n == 0 or learner_mb == 0 else " per %d samples" % n)
-    if hasattr(learner, "learning_rate"):
-        out.append((name("Learning rate", getattr(learner, "_lr", None)), learner.learning_rate()))
-    momentum = getattr(learner, "_momentum_schedule", None)
-    value = getattr(learner, "_value", None)
-    if momentum is not None and callable(value):
-        out.append((name("Momentum", momentum), value(momentum)))
-    return out
-
-
 def _names(params):
     return ", ".join("'%s'" % (p.name or p.uid) for p in params)
 
@@ -254,7 +234,8 @@ class Trainer(Evaluator):
         (and momentum) when it changes, e.g. "Learning rate per minibatch: 0.1"."""
         if not self._progress_writers:
             return
-        for name, value in _training_parameters(learner):
+        reported = getattr(learner, "_reported_parameters", None)
+        for name, value in (reported() if callable(reported) else ()):
             key = (i, name)
             if self._reported.get(key) != value:
                 self._reported[key] = value
