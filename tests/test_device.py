@@ -180,3 +180,20 @@ def test_static_method_aliases():
     assert D.DeviceDescriptor.all_devices() == D.all_devices()
     assert D.DeviceDescriptor.try_set_default_device(D.cpu())
     assert D.DeviceDescriptor.use_default_device() == D.cpu()
+
+
+def test_set_device_from_pytest_env(monkeypatch):
+    # tutorials call cntk.tests.test_utils.set_device_from_pytest_env() first
+    import cntk as C
+    from cntk.tests import test_utils
+    monkeypatch.delenv("TEST_DEVICE", raising=False)
+    before = C.device.use_default_device()
+    test_utils.set_device_from_pytest_env()
+    assert C.device.use_default_device() == before
+    monkeypatch.setenv("TEST_DEVICE", "cpu")
+    try:
+        test_utils.set_device_from_pytest_env()
+        assert C.device.use_default_device() == C.device.cpu()
+    finally:
+        C.device.try_set_default_device(before)
+    assert test_utils.PRECISION_TO_TYPE["double"] is __import__("numpy").float64

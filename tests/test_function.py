@@ -1026,3 +1026,18 @@ def test_splice_pads_operands_up_to_a_negative_axis_beyond_their_rank():
     assert f.shape == (2, 1)
     out = f.eval({a: f32([1, 2]), b: f32([3, 4])})
     np.testing.assert_array_equal(out, f32([[[1], [3]], [[2], [4]]]))
+
+
+def test_named_layer_attribute_is_searched_inside_the_layer_first():
+    # CNTK_103D: ``z.classify.b`` is the Dense layer's own bias although every layer has a 'b',
+    # and ``z.first_conv`` is still found from the model whose root is the 'classify' layer
+    x = C.input_variable((1, 6, 6))
+    h = C.layers.Convolution2D((3, 3), 2, pad=True, name="first_conv")(x)
+    z = C.layers.Dense(3, name="classify")(h)
+    assert z.first_conv.shape == (2, 6, 6)
+    b = z.classify.b
+    assert b.shape == (3,)
+    assert b is [p for p in z.parameters if p.shape == (3,)][0]
+    assert z.classify.W.shape == (2, 6, 6, 3)
+    with pytest.raises(AttributeError):
+        z.first_conv.nothing_named_so

@@ -11,6 +11,13 @@ def _copy_type(src, dst):
     dst._name = src._name
 
 
+def _under_construction(v):
+    """Whether ``v`` is an argument of an enclosing @Function still being traced: such a
+    placeholder is shared by the functions defined inside it, never copied."""
+    from ..ops.functions import _PLACEHOLDERS_UNDER_CONSTRUCTION
+    return any(v is p for p in _PLACEHOLDERS_UNDER_CONSTRUCTION)
+
+
 def clone_graph(outputs, method, substitutions):
     """Copies of the primitives reachable from ``outputs``; returns the new output variables.
 
@@ -31,7 +38,7 @@ def clone_graph(outputs, method, substitutions):
             m = v if method == "share" else v._new_like(Parameter) if method == "clone" else v._new_like(Constant)
         elif v.is_constant:
             m = v._new_like(Constant) if method == "clone" else v
-        elif v.is_placeholder:
+        elif v.is_placeholder and not _under_construction(v):
             m = Variable(kind="placeholder", name=v._name)
             _copy_type(v, m)
         else:

@@ -81,7 +81,9 @@ def _block(op_name, name, body, arg_names=("x",)):
         out = combine([_as_variable(out)])
     used = [p for p in phs if any(p is q for q in out.placeholders)]
     outer = [placeholder(name=p.name) for p in used]
-    return as_block(out, list(zip(used, outer)), op_name, name or "")
+    from ..ops.functions import _bind_outer_placeholders
+    out, extra = _bind_outer_placeholders(out)
+    return as_block(out, list(zip(used, outer)) + extra, op_name, name or "")
 
 
 def ForwardDeclaration(name='forward_declaration'):

@@ -56,7 +56,7 @@ def _describe_outs(f):
 
 def _state_count(step, layer):
     """N for a step function of N+1 arguments (states..., x) and N outputs (the new states)."""
-    n_args, n_outs = len(step.arguments), len(step.outputs)
+    n_args, n_outs = len(step.signature), len(step.outputs)
     if n_args < 2 or n_outs != n_args - 1:
         raise TypeError("%s: the step function must take the N previous states and then the input (N+1 "
                         "arguments) and return the N new states; it takes %d argument%s (%s) and returns %d "
@@ -68,7 +68,7 @@ def _state_count(step, layer):
 def _loop(step, n, initial_states, x, go_backwards):
     """The step function applied to its own delayed outputs and ``x``; returns its outputs (the
     state sequences), with the loop closed."""
-    fwd = [placeholder(name=a.name) for a in step.arguments[:n]]
+    fwd = [placeholder(name=a.name) for a in step.signature[:n]]
     t = -1 if go_backwards else 1
     prev = [_sequence.delay(f, initial_state=s, time_step=t) for f, s in zip(fwd, initial_states)]
     out = step(*(prev + [x]))
@@ -170,12 +170,22 @@ def UnfoldFrom(generator_function, until_predicate=None, length_increase=1, name
     With ``until_predicate`` (a function of the emitted value that is 1 at the last item) each
     sequence ends at the first item where it fires."""
     gen = _sanitize_function(generator_function, 'UnfoldFrom')
-    pred = _sanitize_function(until_predicate, 'UnfoldFrom') if until_predicate is not None else None
-    if len(gen.arguments) != 1 or not 1 <= len(gen.outputs) <= 2:
+    # as CNTK, a Python predicate is applied to the emitted value itself (its shape is known there)
+    pred = until_predicate if until_predicate is None or not isinstance(until_predicate, Function) \
+        else _sanitize_function(until_predicate, 'UnfoldFrom')
+    if not callable(until_predicate) and until_predicate is not None:
+        raise TypeError("UnfoldFrom: until_predicate must be a Function or a Python function; got %r"
+                        % (until_predicate,))
+    if pred is not None and not isinstance(pred, Function):
+        from ..ops.functions import _python_params
+        n = len(_python_params(pred))
+        if n != 1:
+            raise TypeError("UnfoldFrom: until_predicate must take 1 argument (the emitted value); it takes %d" % n)
+    if len(gen.signature) != 1 or not 1 <= len(gen.outputs) <= 2:
         raise TypeError("UnfoldFrom: generator_function must take 1 argument (the state) and return the new state "
                         "or a tuple (output, new state); it takes %d (%s) and returns %d outputs (%s)"
-                        % (len(gen.arguments), _describe_args(gen), len(gen.outputs), _describe_outs(gen)))
-    if pred is not None and len(pred.arguments) != 1:
+                        % (len(gen.signature), _describe_args(gen), len(gen.outputs), _describe_outs(gen)))
+    if isinstance(pred, Function) and len(pred.signature) != 1:
         raise TypeError("UnfoldFrom: until_predicate must take 1 argument (the emitted value); it takes %d (%s)"
                         % (len(pred.arguments), _describe_args(pred)))
     try:

@@ -225,8 +225,8 @@ class Function(_Operators):
 
     @property
     def outputs(self):
-        """The output variables."""
-        return list(self._outputs)
+        """The output variables, as a tuple (as in CNTK: ``f.outputs + (x,)`` works)."""
+        return tuple(self._outputs)
 
     @property
     def output(self):
@@ -279,8 +279,9 @@ class Function(_Operators):
 
     @property
     def signature(self):
-        """The same as ``arguments``."""
-        return self.arguments
+        """The arguments, less the placeholders of an enclosing ``@Function`` still being defined
+        (a function defined inside another may use the outer one's arguments, as in CNTK)."""
+        return [a for a in self.arguments if not any(a is p for p in _PLACEHOLDERS_UNDER_CONSTRUCTION)]
 
     @property
     def parameters(self):
@@ -328,7 +329,13 @@ class Function(_Operators):
     def __getattr__(self, name):
         if name.startswith("_"):
             raise AttributeError(name)
-        found = self.find_all_with_name(name, depth=1)
+        found = []
+        if self.is_block:
+            # a named layer is searched inside itself first, as CNTK does for block functions
+            # (``z.classify.b`` is the Dense layer's own bias, not any other layer's 'b')
+            found = Function(self._block().outputs).find_all_with_name(name, depth=1)
+        if not found:
+            found = self.find_all_with_name(name, depth=1)
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
@@ -371,7 +378,7 @@ class Function(_Operators):
     # -- composition --------------------------------------------------------------------
     def argument_map(self, *args, **kwargs):
         """{argument: value} from positional values (in ``arguments`` order) and names."""
-        params = self.arguments
+        params = self.signature
         if len(args) > len(params):
             raise TypeError("the function takes %d arguments (%s) but %d were given"
                             % (len(params), ", ".join(p.name or p.uid for p in params), len(args)))
@@ -396,7 +403,7 @@ class Function(_Operators):
         """With Variables/Functions: a new composite with the arguments bound to them (parameters
         shared); with data: ``eval``, one value per output."""
         if len(args) == 1 and not kwargs and isinstance(args[0], Function) and len(args[0].outputs) > 1 \
-                and len(self.arguments) > 1:
+                and len(self.signature) > 1:
             args = tuple(args[0].outputs)
         symbolic = any(isinstance(a, (Variable, Function)) for a in list(args) + list(kwargs.values()))
         m = self.argument_map(*args, **kwargs)
@@ -899,6 +906,22 @@ def _annotations(f, names):
     return out
 
 
+_PLACEHOLDERS_UNDER_CONSTRUCTION = []   # the arguments of the @Function definitions being traced
+
+
+def _bind_outer_placeholders(out):
+    """``out`` with the placeholders of enclosing @Function definitions still being traced
+    replaced by fresh ones, and the (fresh, outer) pairs: a block built inside such a definition
+    keeps them as inputs (bound by the outer call), as CNTK does."""
+    outer = [p for p in out.placeholders if any(p is q for q in _PLACEHOLDERS_UNDER_CONSTRUCTION)]
+    if not outer:
+        return out, []
+    from . import placeholder
+    inner = {p: placeholder(name=p.name) for p in outer}
+    keep = {p: p for p in out.placeholders if p not in inner}   # the block's own arguments stay
+    return Function(clone_graph(out.outputs, "share", {**keep, **inner})), [(inner[p], p) for p in outer]
+
+
 def _to_function(f, make_block=False, op_name=None, name=None, signature=None):
     """Run ``f`` once on placeholders named after its parameters and wrap the result: a tuple
     result becomes a multi-output Function; ``make_block`` packages it with ``as_block``."""
@@ -916,7 +939,12 @@ def _to_function(f, make_block=False, op_name=None, name=None, signature=None):
                 raise TypeError("Function.with_signature: '%s' has no parameter '%s'" % (getattr(f, "__name__", f), k))
             types[k] = t
     args = [placeholder(name=n) for n in names]
-    out = f(*args)
+    _PLACEHOLDERS_UNDER_CONSTRUCTION.extend(args)
+    try:
+        out = f(*args)
+    finally:
+        if args:
+            del _PLACEHOLDERS_UNDER_CONSTRUCTION[-len(args):]
     if isinstance(out, (tuple, list)):
         parts = []
         for o in out:
@@ -928,8 +956,9 @@ def _to_function(f, make_block=False, op_name=None, name=None, signature=None):
     used = [a for a in args if any(a is p for p in out.placeholders)]
     if make_block:
         inner = [placeholder(name=a.name) for a in used]
-        out = as_block(out, list(zip(used, inner)), op_name or getattr(f, "__name__", "Block"), name or "")
-    elif [id(a) for a in out.arguments if a.is_placeholder] != [id(a) for a in used]:
+        out, extra = _bind_outer_placeholders(out)
+        out = as_block(out, list(zip(used, inner)) + extra, op_name or getattr(f, "__name__", "Block"), name or "")
+    elif [id(a) for a in out.signature if a.is_placeholder] != [id(a) for a in used]:
         # the graph lists its arguments in another order than the Python parameters: package it
         # so that the positional order is the Python one
         inner = [placeholder(name=a.name) for a in used]

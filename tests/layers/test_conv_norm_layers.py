@@ -199,3 +199,17 @@ def test_sequential_convolution_pooling_dense_builds_before_its_input_is_known()
     assert y.shape == (5,)
     X = np.random.default_rng(0).random((2, 3, 8, 8)).astype(np.float32)
     assert y.eval({x: X}).shape == (2, 5)
+
+
+def test_stacked_convolutions_then_pooling_build_before_their_input_is_known():
+    # CNTK_201B's VGG block: two convolutions before a pooling, composed before any input exists
+    from cntk.layers import Sequential, Convolution, MaxPooling
+    c1, c2 = Convolution((3, 3), 4, pad=True), Convolution((3, 3), 6, pad=True)
+    pool = MaxPooling((3, 3), strides=(2, 2))
+    m = Sequential([c1, c2, pool])
+    x = C.input_variable((3, 10, 10))
+    y = m(x)
+    assert y.shape == (6, 4, 4)
+    X = np.random.default_rng(0).random((2, 3, 10, 10)).astype(np.float32)
+    # the same layers applied one by one to the bound input give the same values
+    np.testing.assert_allclose(y.eval({x: X}), pool(c2(c1(x))).eval({x: X}), rtol=1e-6)

@@ -288,3 +288,39 @@ def test_attention_encoder_decoder_trains_with_plain_gradient_steps():
             p.value = p.value - 0.05 * grads[p]
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_nested_function_uses_outer_argument_in_recurrence_and_unfold():
+    # CNTK_204's pattern: a step/generator defined inside an @Function uses the outer argument
+    dense = Dense(3, init=C.glorot_uniform(seed=1))
+    start = C.Constant(np.zeros(3, np.float32))
+
+    @C.Function
+    def model(input):
+        ctx = C.sequence.first(input)
+
+        @C.Function
+        def step(h, x):
+            return C.tanh(dense(h) + x + ctx)
+        assert len(step.signature) == 2 and len(step.arguments) == 3
+        rec = Recurrence(step)(input)
+        unfold = UnfoldFrom(lambda s: dense(s) + ctx, until_predicate=lambda w: C.greater(w[..., 0], 100))
+        return rec, unfold(initial_state=start, dynamic_axes_like=input)
+    assert [a.name for a in model.arguments] == ['input']
+    x = C.sequence.input_variable(3)
+    data = [np.random.RandomState(0).randn(n, 3).astype(np.float32) for n in (4, 2)]
+    rec, gen = model(x).eval({x: data}).values()
+    W, b = dense.W.value, dense.b.value
+    for s, r, g in zip(data, rec, gen):
+        h = np.zeros(3, np.float32); st = np.zeros(3, np.float32)
+        for t in range(len(s)):
+            h = np.tanh(h @ W + b + s[t] + s[0])
+            st = st @ W + b + s[0]
+            np.testing.assert_allclose(r[t], h, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(g[t], st, rtol=1e-5, atol=1e-5)
+
+
+def test_function_outputs_is_a_tuple():
+    x = C.input_variable(2)
+    f = C.combine([x + 1, x * 2])
+    assert isinstance(f.outputs, tuple) and len(f.outputs + (x,)) == 3

@@ -277,9 +277,11 @@ def infer_convolution(node):
     if sequential:
         axes = _sequential_axes(node, x, axes)
     X, WS = x._shape, W._shape
-    if X is None and WS is not None and not sequential and rr == 1 and len(WS) >= 3 and WS[1] < 0 and WS[0] > 0:
-        # A layer's map (O, inferred C, *kernel) on an operand not bound yet: the rank of the
-        # result is already known, so what follows (bias, pooling) can wait for the sizes.
+    if WS is not None and not sequential and rr == 1 and len(WS) >= 3 and WS[0] > 0 and (
+            (X is None and WS[1] < 0) or (X is not None and len(X) == len(WS) - 1 and any(d < 0 for d in X))):
+        # A layer's map (O, C, *kernel) on an operand not bound yet, or whose sizes are not known
+        # yet (the output of another such layer): the rank of the result is already known, so
+        # what follows (bias, pooling) can wait for the sizes.
         return [Type((WS[0],) + (-1,) * (len(WS) - 2), dtype, axes)]
     if X is None or WS is None or any(d < 0 for d in X):
         return [Type(None, dtype, None if sequential else axes)]

@@ -1,0 +1,1 @@
+"""Helpers CNTK's tutorials import from ``cntk.tests`` (``cntk.tests.test_utils``)."""
