@@ -13,8 +13,9 @@ from .oplib.sequence import expand_init, _carry_for, remember_carry
 from .registry import BuildContext, get, ndyn
 
 # Ops whose batched form needs the whole sequence; they cannot run one time step at a time.
+# (broadcast_as is allowed in a loop: its operand has no sequence axis, so each step sees all of it)
 _WHOLE_SEQUENCE_OPS = {"First", "Last", "SequenceReduceSum", "SequenceReduceMax", "SequenceSlice", "Where",
-                       "BroadcastAs", "IsFirst", "IsLast", "SequenceGather", "SequenceScatter", "SequenceSoftmax",
+                       "IsFirst", "IsLast", "SequenceGather", "SequenceScatter", "SequenceSoftmax",
                        "UnpackSequence", "ToSequence", "ToSequenceLike", "OptimizedRNNStack"}
 
 

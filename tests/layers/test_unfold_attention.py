@@ -324,3 +324,30 @@ def test_function_outputs_is_a_tuple():
     x = C.input_variable(2)
     f = C.combine([x + 1, x * 2])
     assert isinstance(f.outputs, tuple) and len(f.outputs + (x,)) == 3
+
+
+def test_attention_inside_a_recurrence_step_matches_numpy():
+    # CNTK_204's attention decoder: each step of the recurrence attends over the whole encoder
+    # sequence (another sequence axis) with the previous decoder state
+    h, hd, dim = 3, 4, 5
+    att = AttentionModel(dim, enable_self_stabilization=False)
+    en = C.sequence.input_variable(h, sequence_axis=C.Axis('m'))
+    de = C.sequence.input_variable(2, sequence_axis=C.Axis('n'))
+    U = C.parameter((2, hd), init=C.glorot_uniform(seed=1))
+    V = C.parameter((h, hd), init=C.glorot_uniform(seed=2))
+
+    s_prev = C.placeholder(hd)
+    y = C.tanh(C.times(de, U) + C.times(att(en, C.sequence.past_value(s_prev)), V))
+    y.replace_placeholders({s_prev: y.output})
+    E = [RNG.randn(n, h).astype(np.float32) for n in (4, 1, 6)]
+    X = [RNG.randn(n, 2).astype(np.float32) for n in (3, 2, 1)]
+    out = y.eval({en: E, de: X})
+    We, Wd, v = (p.value.astype(np.float64) for p in _attention_params(att, h, hd, dim))
+    for e, x, o in zip(E, X, out):
+        s, ref = np.zeros(hd), []
+        for xt in x:
+            s = np.tanh(xt @ U.value + _attention_ref(e, s[None], We, Wd, v)[0] @ V.value)
+            ref.append(s)
+        np.testing.assert_allclose(o, np.array(ref), rtol=1e-5, atol=1e-6)
+    alone = y.eval({en: [E[2]], de: [X[2]]})[0]
+    np.testing.assert_allclose(alone, out[2], rtol=1e-5, atol=1e-6)

@@ -189,6 +189,10 @@ def build_broadcast_as(ctx):
         lay = rt.layouts[seq]
         if nd == 0:
             x = x.expand((lay.B,) + tuple(x.shape))
+        if ctx.step:
+            # one step of a recurrent loop (e.g. attention over an encoder inside a decoder):
+            # the value at every step is the operand itself
+            return x
         # the item shape comes from the value: a FreeDimension is only sized at run time
         return x.unsqueeze(1).expand((x.shape[0], lay.T) + tuple(x.shape[1:]))
     return fn
