@@ -253,3 +253,18 @@ def test_criteria_survive_save_and_load(tmp_path):
     assert ops == sorted(["LambdaRank", "NDCG", "EditDistanceError", "CosineDistanceWithNegativeSamples"])
     edit = [o.owner for o in loaded.outputs if o.owner.op_name == "EditDistanceError"][0]
     assert edit.attributes["tokensToIgnore"] == [0] and edit.attributes["squashInputs"] is True
+
+
+def test_cross_entropy_with_softmax_accepts_a_leading_one_on_either_operand():
+    """CNTK checks the output and target for elementwise compatibility: a (1, n) output goes
+    with an (n,) target (CNTK_207's full-softmax criterion), other shape mismatches still fail."""
+    z = C.input_variable((1, 4), dtype=np.float64)
+    t = C.input_variable(4, dtype=np.float64)
+    f = C.cross_entropy_with_softmax(z, t)
+    Z = np.array([[[0.5, -1.0, 2.0, 0.1]], [[1.0, 1.0, 1.0, 1.0]]])
+    T = np.array([[0, 0, 1, 0], [1, 0, 0, 0]], dtype=np.float64)
+    zz = Z[:, 0]
+    expected = np.log(np.exp(zz).sum(1)) - (zz * T).sum(1)
+    np.testing.assert_allclose(np.asarray(f.eval({z: Z, t: T})).reshape(-1), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"\(2, 4\)"):
+        C.cross_entropy_with_softmax(C.input_variable((2, 4)), C.input_variable(4))

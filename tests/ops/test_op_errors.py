@@ -161,3 +161,36 @@ def test_times_transpose_rank1_right_fails_when_run():
     f = C.times_transpose(x, C.parameter((3,), init=np.ones(3)))
     with pytest.raises(ValueError):
         f.eval({x: np.ones((2, 3), np.float32)})
+
+
+def test_times_transpose_rank1_right_runs_when_it_has_dynamic_axes_or_the_left_is_sparse():
+    """CNTK runs times_transpose with a rank-1 right operand as left·rowᵀ when that operand has
+    dynamic axes or the left one is sparse (CNTK_207's sampled softmax relies on both forms)."""
+    rng = np.random.RandomState(3)
+    W = rng.randn(4, 3)
+    h = C.input_variable(3, dtype=np.float64, needs_gradient=True)
+    f = C.times_transpose(C.parameter((4, 3), init=W, dtype=np.float64), h)
+    assert f.shape == (4, 1)
+    H = rng.randn(2, 3)
+    np.testing.assert_allclose(f.eval({h: H}), (H @ W.T)[:, :, None], rtol=1e-12)
+    # float64 finite differences of sum(f * R) with respect to h
+    R = rng.randn(2, 4, 1)
+    g = C.reduce_sum(f * C.constant(R[0]))
+    analytic = g.grad({h: H[:1]}, wrt=[h])
+    eps = 1e-6
+    numeric = np.array([(g.eval({h: H[:1] + eps * e}) - g.eval({h: H[:1] - eps * e})).item() / (2 * eps)
+                        for e in np.eye(3)])
+    np.testing.assert_allclose(np.asarray(analytic).ravel(), numeric, rtol=1e-6)
+    # both operands per-sample vectors: a dot product of shape (1,)
+    u = C.input_variable(3, dtype=np.float64)
+    U = rng.randn(2, 3)
+    d = C.times_transpose(u, h)
+    assert d.shape == (1,)
+    np.testing.assert_allclose(d.eval({u: U, h: H}), (U * H).sum(1, keepdims=True), rtol=1e-12)
+    # sparse left with a static rank-1 right
+    t = C.input_variable(4, is_sparse=True)
+    lp = C.constant(np.arange(4, dtype=np.float32))
+    s = C.times_transpose(t, lp)
+    assert s.shape == (1,)
+    onehot = C.Value.one_hot([[2], [0]], 4)
+    np.testing.assert_allclose(np.asarray(s.eval({t: onehot})).reshape(-1), [2.0, 0.0])

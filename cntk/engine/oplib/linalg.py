@@ -142,6 +142,10 @@ def infer_transpose_times(node):
 
 def build_transpose_times(ctx):
     L, R = ctx.in_shapes
+    if len(R) == 1 and (ctx.in_ndyn[1] > 0 or ctx.node.inputs[0]._is_sparse):
+        # CNTK runs these rank-1 forms as left·rowᵀ (CNTK_207's sampled softmax relies on them);
+        # only a dense left with a static rank-1 right fails there
+        R = (1,) + tuple(R)
     if len(R) == 1:
         def fail_at_run(ins, rt):
             raise ValueError("%s: times_transpose needs a right operand of rank 2; got shape %s"

@@ -16,10 +16,23 @@ from .sample_rows import SampleRows
 from ..sparse import SparseBatch
 
 
-def _check_same(node):
+def _check_same(node, leading_ones=False):
     z, t = node.inputs[:2]
-    if z._shape is not None and t._shape is not None and tuple(z._shape) != tuple(t._shape):
+    if z._shape is None or t._shape is None:
+        return
+    zs, ts = tuple(z._shape), tuple(t._shape)
+    if leading_ones:
+        # CNTK checks the two items for elementwise compatibility, so (1, n) against (n,) passes
+        # (CNTK_207 feeds a (1, classes) output with a (classes,) target)
+        zs, ts = _strip_leading_ones(zs), _strip_leading_ones(ts)
+    if zs != ts:
         fail(node, "the output %s and the target %s must have the same shape", z._shape, t._shape)
+
+
+def _strip_leading_ones(shape):
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    return shape
 
 
 def _row_pairs_shape(shape):
@@ -32,7 +45,7 @@ def _row_pairs_shape(shape):
 
 
 def infer_ce(node):
-    _check_same(node)
+    _check_same(node, leading_ones=True)
     z = node.inputs[0]
     dtype = common_dtype(node, node.inputs)
     axes = unify_axes(node, node.inputs)
